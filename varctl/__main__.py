@@ -1,0 +1,3 @@
+from varctl.cli import main
+
+main()

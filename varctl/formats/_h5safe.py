@@ -1,0 +1,178 @@
+"""Every h5py access goes through here: hard links only, no external or virtual storage, bounded walks.
+
+Modelled on Keras's `safe_get_h5_*`: the HDF5 library follows soft and external links and reads
+external storage when asked (a plain `f[name]` does), so each member is checked before it is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import h5py
+
+from varctl.errors import UnreadableModel, UnsafeFile
+
+# A real model has thousands of objects, not millions: past this a walk is refused, not slow.
+MAX_OBJECTS = 2_000_000
+MAX_ATTR_BYTES = 64 * 1024 * 1024
+
+
+class Budget:
+    """Counts the HDF5 objects one read touches, so a crafted file cannot make a walk endless."""
+
+    def __init__(self, limit: int = MAX_OBJECTS) -> None:
+        self.left = limit
+
+    def spend(self, n: int = 1) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise UnsafeFile("too many HDF5 objects (refusing to walk further)")
+
+
+def _link_kind(group: h5py.Group, name: str) -> str:
+    try:
+        link = group.get(name, getlink=True)
+    except Exception as e:  # h5py raises many types on corrupt files
+        raise UnreadableModel(f"corrupt HDF5 member '{name}': {e}") from e
+    if link is None:
+        return "missing"
+    if isinstance(link, h5py.HardLink):
+        return "hard"
+    if isinstance(link, h5py.ExternalLink):
+        raise UnsafeFile(f"HDF5 member '{name}' is an external link to another file (refused)")
+    if isinstance(link, h5py.SoftLink):
+        raise UnsafeFile(f"HDF5 member '{name}' is a soft link (refused)")
+    raise UnsafeFile(f"HDF5 member '{name}' is a user-defined link (refused)")
+
+
+def _get(group: h5py.Group, name: str) -> Any:
+    if _link_kind(group, name) == "missing":
+        return None
+    try:
+        return group[name]
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 member '{name}': {e}") from e
+
+
+def get_member(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
+    """A group or (checked) dataset `name`, or None; refuses links."""
+    obj = _get(group, name)
+    if isinstance(obj, h5py.Dataset):
+        check_dataset(obj)
+    return obj
+
+
+def get_group(group: h5py.Group, name: str) -> h5py.Group | None:
+    """The subgroup `name` (one path component), or None; refuses links and non-groups."""
+    obj = _get(group, name)
+    if obj is None:
+        return None
+    if not isinstance(obj, h5py.Group):
+        raise UnreadableModel(f"HDF5 member '{obj.name}' should be a group")
+    return obj
+
+
+def check_dataset(ds: h5py.Dataset) -> h5py.Dataset:
+    """Refuse datasets whose bytes live outside this file."""
+    try:
+        if ds.is_virtual:
+            raise UnsafeFile(f"HDF5 dataset '{ds.name}' is a virtual dataset (refused)")
+        if ds.id.get_create_plist().get_external_count() > 0:
+            raise UnsafeFile(f"HDF5 dataset '{ds.name}' stores its data in an external file (refused)")
+    except UnsafeFile:
+        raise
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 dataset '{ds.name}': {e}") from e
+    return ds
+
+
+def get_dataset(group: h5py.Group, name: str) -> h5py.Dataset | None:
+    """The dataset `name`, or None; refuses links, external storage and virtual datasets."""
+    obj = _get(group, name)
+    if obj is None:
+        return None
+    if not isinstance(obj, h5py.Dataset):
+        raise UnreadableModel(f"HDF5 member '{obj.name}' should be a dataset")
+    return check_dataset(obj)
+
+
+def member_names(group: h5py.Group, budget: Budget) -> list[str]:
+    """Names in `group` (HDF5 lists them alphabetically), each checked to be a hard link."""
+    try:
+        names = list(group.keys())
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 group '{group.name}': {e}") from e
+    budget.spend(len(names) + 1)
+    for n in names:
+        _link_kind(group, n)
+    return names
+
+
+def subgroups(group: h5py.Group, budget: Budget) -> Iterator[tuple[str, h5py.Group]]:
+    for n in member_names(group, budget):
+        obj = _get(group, n)
+        if isinstance(obj, h5py.Group):
+            yield n, obj
+
+
+def str_attr(obj: h5py.HLObject, key: str) -> str | None:
+    """A string attribute, decoded; None when absent; refuses absurd sizes."""
+    try:
+        if key not in obj.attrs:
+            return None
+        value = obj.attrs[key]
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 attribute '{key}': {e}") from e
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        return str(value)
+    if len(value) > MAX_ATTR_BYTES:
+        raise UnsafeFile(f"HDF5 attribute '{key}' is too large")
+    return value
+
+
+def list_attr(obj: h5py.HLObject, key: str) -> list[str] | None:
+    """A list-of-strings attribute (`layer_names`, `weight_names`), decoded."""
+    try:
+        if key not in obj.attrs:
+            return None
+        value = obj.attrs[key]
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 attribute '{key}': {e}") from e
+    items = value.tolist() if hasattr(value, "tolist") else list(value)
+    if not isinstance(items, list):
+        items = [items]
+    return [i.decode("utf-8", errors="replace") if isinstance(i, bytes) else str(i) for i in items]
+
+
+def dataset_meta(ds: h5py.Dataset) -> tuple[tuple[int, ...], str, int]:
+    """(shape, dtype name, item size) from metadata only; bfloat16 is an opaque 2-byte type + attr."""
+    try:
+        shape = tuple(int(d) for d in (ds.shape or ()))
+        dt = ds.dtype
+        marked = ds.attrs.get("dtype") if "dtype" in ds.attrs else None
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 dataset '{ds.name}': {e}") from e
+    if isinstance(marked, bytes):
+        marked = marked.decode()
+    if marked == "bfloat16":
+        return shape, "bfloat16", 2
+    name = dt.name if dt.kind != "O" else "object"
+    if dt.kind == "S":
+        name = "string"
+    return shape, name, dt.itemsize
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> list[Any]:
+    """`dense_2` before `dense_10`, `2` before `10` (HDF5 itself sorts them as strings)."""
+    return [int(p) if p.isdigit() else p for p in _NUM.split(name)]

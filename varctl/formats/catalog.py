@@ -1,0 +1,251 @@
+"""What varctl knows about built-in Keras layer classes: variable names, natures and sublayers.
+
+The weights file stores variables as `vars/0, vars/1, ...` with no names. This table gives them
+names, in a layer's save order (`_trainable_variables + _non_trainable_variables`, fixed when the
+variables were created). Every entry is checked against Keras itself in tests/test_catalog.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Config = dict[str, Any]
+
+# Where a sublayer without a config entry of its own gets its `trainable` flag when Keras loads it.
+INHERIT = "inherit"  # the parent passes its own flag down when it builds the sublayer
+FRESH = "fresh"  # built anew with the default: trainable even when the parent is frozen
+CONFIG = "config"  # deserialised from a config entry held by the parent (its own flag)
+
+
+@dataclass(frozen=True)
+class VarSpec:
+    name: str
+    trainable: bool = True  # created trainable (add_weight's `trainable=`)
+    nature: str | None = None  # why it is never trainable ("moving statistic", ...)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A sublayer held in an attribute: saved under a group named after the attribute."""
+
+    attr: str  # group name in the weights file (the Python attribute name)
+    name: str  # the sublayer's default name, used when the file does not record it
+    class_name: str
+    config: Config
+    flag_from: str  # INHERIT | FRESH | CONFIG
+    config_key: str | None = None  # with CONFIG: key of the parent config that holds it
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    variables: tuple[VarSpec, ...]
+    children: tuple[ChildSpec, ...] = ()
+
+
+CONTAINER_CLASSES = frozenset({"Functional", "Sequential", "Model"})
+
+
+def _vars(*items: str | tuple[str, bool]) -> tuple[VarSpec, ...]:
+    out = []
+    for item in items:
+        if isinstance(item, tuple):
+            name, present = item
+            if present:
+                out.append(VarSpec(name))
+        else:
+            out.append(VarSpec(item))
+    return tuple(out)
+
+
+def _kernel_bias(c: Config) -> LayerSpec:
+    return LayerSpec(_vars("kernel", ("bias", c.get("use_bias", True))))
+
+
+def _separable(c: Config) -> LayerSpec:
+    return LayerSpec(_vars("depthwise_kernel", "pointwise_kernel", ("bias", c.get("use_bias", True))))
+
+
+def _batchnorm(c: Config) -> LayerSpec:
+    stat = "moving statistic"
+    return LayerSpec(
+        _vars(("gamma", c.get("scale", True)), ("beta", c.get("center", True)))
+        + (VarSpec("moving_mean", False, stat), VarSpec("moving_variance", False, stat))
+    )
+
+
+def _layernorm(c: Config) -> LayerSpec:
+    rms = bool(c.get("rms_scaling", False))
+    return LayerSpec(
+        _vars(("gamma", c.get("scale", True) or rms), ("beta", c.get("center", True) and not rms))
+    )
+
+
+def _groupnorm(c: Config) -> LayerSpec:
+    return LayerSpec(_vars(("gamma", c.get("scale", True)), ("beta", c.get("center", True))))
+
+
+def _normalization(c: Config) -> LayerSpec:
+    if c.get("mean") is not None:  # constants given to the constructor: no variables
+        return LayerSpec(())
+    stat = "adapted statistic"
+    return LayerSpec(tuple(VarSpec(n, False, stat) for n in ("mean", "variance", "count")))
+
+
+def _rnn_cell(c: Config) -> LayerSpec:
+    return LayerSpec(_vars("kernel", "recurrent_kernel", ("bias", c.get("use_bias", True))))
+
+
+def _rnn(cell_class: str, cell_name: str, flag_from: str) -> Callable[[Config], LayerSpec]:
+    def spec(c: Config) -> LayerSpec:
+        return LayerSpec((), (ChildSpec("cell", cell_name, cell_class, c, flag_from),))
+
+    return spec
+
+
+def _generic_rnn(c: Config) -> LayerSpec:
+    cell = c.get("cell")
+    if not isinstance(cell, dict):
+        return LayerSpec(())
+    cls, cfg = class_and_config(cell)
+    return LayerSpec((), (ChildSpec("cell", str(cfg.get("name", "cell")), cls, cfg, CONFIG, "cell"),))
+
+
+def _bidirectional(c: Config) -> LayerSpec:
+    fwd = c.get("layer")
+    if not isinstance(fwd, dict):
+        return LayerSpec(())
+    fcls, fcfg = class_and_config(fwd)
+    bwd = c.get("backward_layer")
+    if isinstance(bwd, dict):
+        bcls, bcfg = class_and_config(bwd)
+        bkey: str | None = "backward_layer"
+    else:  # Keras builds the backward layer from the forward config
+        bcls, bcfg, bkey = fcls, fcfg, "layer"
+    fname = str(fcfg.get("name", "layer"))
+    bname = str(bcfg.get("name", fname))
+    return LayerSpec(
+        (),
+        (
+            ChildSpec("backward_layer", bname, bcls, bcfg, CONFIG, bkey),
+            ChildSpec("forward_layer", fname, fcls, fcfg, CONFIG, "layer"),
+        ),
+    )
+
+
+def _time_distributed(c: Config) -> LayerSpec:
+    inner = c.get("layer")
+    if not isinstance(inner, dict):
+        return LayerSpec(())
+    cls, cfg = class_and_config(inner)
+    return LayerSpec((), (ChildSpec("layer", str(cfg.get("name", "layer")), cls, cfg, CONFIG, "layer"),))
+
+
+def _mha(c: Config) -> LayerSpec:
+    # MultiHeadAttention builds its projections in build(): they have no config entry and are
+    # created trainable even when the layer is frozen (see keras-format-notes, confirmed in tests).
+    bias = "bias_axes_present" if c.get("use_bias", True) else None
+    sub = {"bias_axes": bias}
+    children = [
+        ChildSpec("key_dense", "key", "EinsumDense", sub, FRESH),
+        ChildSpec("output_dense", "attention_output", "EinsumDense", sub, FRESH),
+        ChildSpec("query_dense", "query", "EinsumDense", sub, FRESH),
+        ChildSpec("value_dense", "value", "EinsumDense", sub, FRESH),
+    ]
+    if c.get("use_gate"):
+        children.append(ChildSpec("_gate_dense", "gate", "EinsumDense", sub, FRESH))
+    return LayerSpec((), tuple(children))
+
+
+def _attention(c: Config) -> LayerSpec:
+    return LayerSpec(
+        _vars(("scale", bool(c.get("use_scale"))), ("concat_score_weight", c.get("score_mode") == "concat"))
+    )
+
+
+def _const(*names: str) -> Callable[[Config], LayerSpec]:
+    def spec(c: Config) -> LayerSpec:
+        return LayerSpec(_vars(*names))
+
+    return spec
+
+
+_NO_VARIABLES = (
+    "InputLayer Activation ReLU LeakyReLU ELU Softmax Dropout SpatialDropout1D SpatialDropout2D "
+    "SpatialDropout3D GaussianDropout GaussianNoise AlphaDropout Flatten Reshape Permute RepeatVector "
+    "Concatenate Add Subtract Multiply Average Maximum Minimum Dot MaxPooling1D MaxPooling2D "
+    "MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D GlobalMaxPooling1D "
+    "GlobalMaxPooling2D GlobalMaxPooling3D GlobalAveragePooling1D GlobalAveragePooling2D "
+    "GlobalAveragePooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D "
+    "UpSampling1D UpSampling2D UpSampling3D Masking Identity UnitNormalization Rescaling Resizing "
+    "CenterCrop ActivityRegularization"
+).split()
+
+_SPECS: dict[str, Callable[[Config], LayerSpec]] = {
+    "Dense": _kernel_bias,
+    "EinsumDense": lambda c: LayerSpec(_vars("kernel", ("bias", c.get("bias_axes") is not None))),
+    "Embedding": _const("embeddings"),
+    **{
+        cls: _kernel_bias
+        for cls in (
+            "Conv1D Conv2D Conv3D Conv1DTranspose Conv2DTranspose Conv3DTranspose "
+            "DepthwiseConv1D DepthwiseConv2D"
+        ).split()
+    },
+    "SeparableConv1D": _separable,
+    "SeparableConv2D": _separable,
+    "BatchNormalization": _batchnorm,
+    "LayerNormalization": _layernorm,
+    "GroupNormalization": _groupnorm,
+    "RMSNormalization": _const("scale"),
+    "Normalization": _normalization,
+    "PReLU": _const("alpha"),
+    "SimpleRNNCell": _rnn_cell,
+    "LSTMCell": _rnn_cell,
+    "GRUCell": _rnn_cell,
+    "ConvLSTMCell": _rnn_cell,
+    "SimpleRNN": _rnn("SimpleRNNCell", "simple_rnn_cell", INHERIT),
+    "LSTM": _rnn("LSTMCell", "lstm_cell", INHERIT),
+    "GRU": _rnn("GRUCell", "gru_cell", INHERIT),
+    # ConvLSTM builds its cell without passing `trainable`: a frozen ConvLSTM trains after loading.
+    "ConvLSTM1D": _rnn("ConvLSTMCell", "conv_lstm_cell", FRESH),
+    "ConvLSTM2D": _rnn("ConvLSTMCell", "conv_lstm_cell", FRESH),
+    "ConvLSTM3D": _rnn("ConvLSTMCell", "conv_lstm_cell", FRESH),
+    "RNN": _generic_rnn,
+    "Bidirectional": _bidirectional,
+    "TimeDistributed": _time_distributed,
+    "MultiHeadAttention": _mha,
+    "Attention": _attention,
+    "AdditiveAttention": lambda c: LayerSpec(_vars(("scale", c.get("use_scale", True)))),
+    **{cls: (lambda c: LayerSpec(())) for cls in _NO_VARIABLES},
+}
+
+
+def class_and_config(entry: Config) -> tuple[str, Config]:
+    """(class_name, config) of a serialized Keras object, tolerating odd shapes."""
+    cls = entry.get("class_name")
+    cfg = entry.get("config")
+    return (str(cls) if cls is not None else "?", cfg if isinstance(cfg, dict) else {})
+
+
+def is_builtin(entry: Config) -> bool:
+    """True for a class that Keras itself ships (module `keras...`, no registered name)."""
+    module = entry.get("module")
+    registered = entry.get("registered_name")
+    if registered and registered != entry.get("class_name"):
+        return False
+    return module is None or str(module).startswith("keras")
+
+
+def spec_for(class_name: str, config: Config, *, builtin: bool = True) -> LayerSpec | None:
+    """The LayerSpec of a built-in layer class, or None when varctl does not know the class."""
+    if not builtin:
+        return None
+    make = _SPECS.get(class_name)
+    return make(config) if make else None
+
+
+def known_classes() -> list[str]:
+    """Every class name the catalog describes (for docs and tests)."""
+    return sorted(_SPECS)

@@ -1,0 +1,93 @@
+"""Reader for legacy Keras `.h5` models (`model.save("m.h5")`): `model_config` + `model_weights`.
+
+Each top-level layer's group lists its datasets in the `weight_names` attribute, in the order
+`trainable_weights + non_trainable_weights` at save time; names are stored, so no catalog guessing
+is needed for them. Nested models are flattened into their top-level layer's group.
+"""
+
+from __future__ import annotations
+
+import h5py
+
+from varctl.errors import UnreadableModel
+from varctl.formats import _h5safe
+from varctl.formats.keras_zip import parse_json
+from varctl.formats.tree import Node, Tree
+from varctl.model import ModelInfo
+
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+
+
+def read_config(h5: h5py.File) -> dict:
+    text = _h5safe.str_attr(h5, "model_config")
+    if text is None:
+        raise UnreadableModel(
+            "HDF5 file without 'model_config': not a saved Keras model",
+            hint="a weights-only file (model.save_weights) needs the model's architecture",
+        )
+    if len(text) > MAX_CONFIG_BYTES:
+        raise UnreadableModel("'model_config' is too large")
+    return parse_json(text.encode("utf-8"), "model_config")
+
+
+def read(path: str, source: str) -> ModelInfo:
+    """Read a legacy `.h5` model. Args: path to open; source: the path as the user gave it."""
+    try:
+        h5 = h5py.File(path, "r", locking=False)
+    except Exception as e:
+        raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
+    with h5:
+        tree = Tree(read_config(h5))
+        keras_version = _h5safe.str_attr(h5, "keras_version")
+        weights = _h5safe.get_group(h5, "model_weights")
+        if weights is None:
+            raise UnreadableModel("legacy .h5 model without 'model_weights' group")
+        _attach(tree, weights)
+        return tree.finish(source=source, fmt="h5", keras_version=keras_version)
+
+
+def _owner(tree: Tree, top: Node, path: str) -> Node:
+    """The layer that owns a variable path, falling back to a unique name below `top`."""
+    layer_path = path.rsplit("/", 1)[0] if "/" in path else ""
+    node = tree.find(layer_path)
+    if node is not None:
+        return node
+    # Keras writes `variable.path`, which does not always spell the nesting (`d1/kernel` inside
+    # `base/block/d1`): match the innermost layer name below the top-level layer instead.
+    inner = layer_path.rsplit("/", 1)[-1]
+    matches = [n for n in top.walk() if n.name == inner]
+    return matches[0] if len(matches) == 1 else top
+
+
+def _attach(tree: Tree, weights: h5py.Group) -> None:
+    budget = _h5safe.Budget()
+    layer_names = _h5safe.list_attr(weights, "layer_names")
+    if layer_names is None:
+        raise UnreadableModel("legacy .h5 'model_weights' has no 'layer_names' attribute")
+    tops = {n.name: n for n in tree.root.list_children}
+    budget.spend(len(layer_names))
+    for lname in layer_names:
+        group = _h5safe.get_group(weights, lname)
+        if group is None:
+            raise UnreadableModel(f"legacy .h5 has no weights group for layer '{lname}'")
+        top = tops.get(lname)
+        if top is None:
+            top = tree.add_generic_child(tree.root, lname, lname)
+        names = _h5safe.list_attr(group, "weight_names") or []
+        budget.spend(len(names))
+        for wname in names:
+            ds: h5py.Group | h5py.Dataset | None = group
+            for part in wname.split("/"):
+                if not isinstance(ds, h5py.Group):
+                    ds = None
+                    break
+                ds = _h5safe.get_member(ds, part)
+            if not isinstance(ds, h5py.Dataset):
+                raise UnreadableModel(f"legacy .h5 lists weight '{wname}' but has no such dataset")
+            clean = wname.split(":")[0]  # Keras 2 files append `:0`
+            path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
+            owner = _owner(tree, top, path)
+            vname = clean.rsplit("/", 1)[-1]
+            shape, dtype, itemsize = _h5safe.dataset_meta(ds)
+            tree.add_variable(owner, vname, shape, dtype, itemsize, ds.name, owner.var_spec(vname))
+

@@ -1,0 +1,361 @@
+"""The layer tree of a saved Keras config, and what Keras makes of its `trainable` flags on load.
+
+Both readers build this tree from the architecture (`config.json` or the legacy `model_config`
+attribute), attach the variables they find in the weights, and call `Tree.finish()` to get a
+ModelInfo. Effective trainability is decided here, once, for every format:
+
+- nothing is trainable if the top model is frozen (a top Sequential's own flag is dropped on load);
+- otherwise a variable is trainable iff its own flag is: the variable was created trainable
+  (BatchNormalization's moving statistics never are) and its layer's flag is true after loading.
+  Flags of enclosing containers do not gate their children.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from varctl.errors import UnreadableModel
+from varctl.formats.catalog import (
+    CONFIG,
+    CONTAINER_CLASSES,
+    FRESH,
+    INHERIT,
+    ChildSpec,
+    LayerSpec,
+    VarSpec,
+    class_and_config,
+    is_builtin,
+    spec_for,
+)
+from varctl.model import Layer, ModelInfo, Variable
+
+Config = dict[str, Any]
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's `naming.to_snake_case`: the weights file names groups with it (`PReLU` -> `p_re_lu`)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _flag(cfg: Config) -> bool | None:
+    value = cfg.get("trainable")
+    return None if value is None else bool(value)
+
+
+@dataclass
+class Node:
+    """One layer in the tree. `pointer` locates its config entry, for editors."""
+
+    name: str
+    class_name: str
+    config: Config
+    spec: LayerSpec | None
+    parent: Node | None
+    flag: bool  # own flag after Keras loads the file
+    config_flag: bool | None  # what the config says (None: no entry of its own)
+    pointer: tuple[str | int, ...] | None  # path of keys from the config root to this entry
+    attr: str | None = None  # set for sublayers held in an attribute
+    list_children: list[Node] = field(default_factory=list)  # a container's `layers`, in order
+    attr_children: dict[str, Node] = field(default_factory=dict)
+    variables: list[Variable] = field(default_factory=list)
+    known: bool = True
+
+    @property
+    def is_container(self) -> bool:
+        return self.class_name in CONTAINER_CLASSES and self.spec is None
+
+    @property
+    def path(self) -> str:
+        names = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            names.append(node.name)
+            node = node.parent
+        return "/".join(reversed(names))
+
+    @property
+    def depth(self) -> int:
+        d, node = 0, self.parent
+        while node is not None and node.parent is not None:
+            d, node = d + 1, node.parent
+        return d
+
+    def children(self) -> list[Node]:
+        return self.list_children + list(self.attr_children.values())
+
+    def walk(self) -> list[Node]:
+        out = [self]
+        for c in self.children():
+            out.extend(c.walk())
+        return out
+
+    def var_spec(self, name: str) -> VarSpec | None:
+        if self.spec is None:
+            return None
+        return next((v for v in self.spec.variables if v.name == name), None)
+
+
+class Tree:
+    """The layer tree of one model plus the variables its reader attached, in file order."""
+
+    def __init__(self, top_entry: Config) -> None:
+        if not isinstance(top_entry, dict) or "class_name" not in top_entry:
+            raise UnreadableModel("model config has no 'class_name': not a Keras model config")
+        cls, cfg = class_and_config(top_entry)
+        # Keras drops a Sequential's own flag on load (a frozen top Sequential trains the children
+        # that are themselves trainable); a Functional or subclassed model keeps its flag.
+        top_flag = True if cls == "Sequential" else (_flag(cfg) is not False)
+        self.root = Node(
+            name=str(cfg.get("name", "model")),
+            class_name=cls,
+            config=cfg,
+            spec=self._spec(top_entry, cls, cfg),
+            parent=None,
+            flag=top_flag,
+            config_flag=_flag(cfg),
+            pointer=(),
+            known=True,
+        )
+        self.order: list[Variable] = []
+        self.warnings: list[str] = []
+        self._expand(self.root, top_entry)
+
+    # -- building ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _spec(entry: Config, cls: str, cfg: Config) -> LayerSpec | None:
+        return spec_for(cls, cfg, builtin=is_builtin(entry))
+
+    def _expand(self, node: Node, entry: Config) -> None:
+        if node.class_name in CONTAINER_CLASSES and isinstance(node.config.get("layers"), list):
+            node.spec = None
+            for i, child_entry in enumerate(node.config["layers"]):
+                if not isinstance(child_entry, dict):
+                    raise UnreadableModel(f"layer {i} of '{node.name}' is not a config object")
+                cls, cfg = class_and_config(child_entry)
+                # A Sequential's `layers` property (what Keras saves) leaves out its InputLayer.
+                if node.class_name == "Sequential" and cls == "InputLayer":
+                    continue
+                # A nested Sequential's own flag is dropped on load, like the top one's.
+                flag = True if cls == "Sequential" else (_flag(cfg) is not False)
+                child = Node(
+                    name=str(cfg.get("name", f"layer_{i}")),
+                    class_name=cls,
+                    config=cfg,
+                    spec=self._spec(child_entry, cls, cfg),
+                    parent=node,
+                    flag=flag,
+                    config_flag=_flag(cfg),
+                    pointer=(*node.pointer, "config", "layers", i) if node.pointer is not None else None,
+                )
+                node.list_children.append(child)
+                self._expand(child, child_entry)
+            return
+        if node.spec is None:
+            node.known = False
+            return
+        for cs in node.spec.children:
+            self._add_child(node, cs)
+
+    def _add_child(self, node: Node, cs: ChildSpec) -> None:
+        if cs.flag_from == CONFIG:
+            own = _flag(cs.config)
+            flag = own is not False
+            pointer = (
+                (*node.pointer, "config", cs.config_key)
+                if node.pointer is not None and cs.config_key
+                else None
+            )
+            config_flag = own
+        else:
+            flag = node.flag if cs.flag_from == INHERIT else True
+            pointer, config_flag = None, None
+        child = Node(
+            name=cs.name,
+            class_name=cs.class_name,
+            config=cs.config,
+            spec=spec_for(cs.class_name, cs.config),
+            parent=node,
+            flag=flag,
+            config_flag=config_flag,
+            pointer=pointer,
+            attr=cs.attr,
+        )
+        node.attr_children[cs.attr] = child
+        if child.spec is None:
+            child.known = False
+        else:
+            for sub in child.spec.children:
+                self._add_child(child, sub)
+
+    def add_generic_child(self, parent: Node, attr: str, name: str) -> Node:
+        """A sublayer found in the weights that the config and catalog do not describe."""
+        child = Node(
+            name=name,
+            class_name="?",
+            config={},
+            spec=None,
+            parent=parent,
+            flag=parent.flag,
+            config_flag=None,
+            pointer=None,
+            attr=attr,
+            known=False,
+        )
+        parent.attr_children[attr] = child
+        return child
+
+    # -- variables -----------------------------------------------------------------------------
+
+    def add_variable(
+        self,
+        node: Node,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        itemsize: int,
+        storage: str,
+        spec: VarSpec | None,
+    ) -> None:
+        """Attach one variable found in the weights; its trainability is decided in finish()."""
+        layer = node.path
+        created_trainable = spec.trainable if spec else True
+        var = Variable(
+            path=f"{layer}/{name}" if layer else name,
+            layer=layer,
+            name=name,
+            shape=shape,
+            dtype=dtype,
+            trainable=created_trainable,  # provisional: resolved in finish()
+            reason=spec.nature if spec else None,
+            storage=storage,
+            itemsize=itemsize,
+        )
+        node.variables.append(var)
+        self.order.append(var)
+
+    def find(self, path: str) -> Node | None:
+        for node in self.root.walk():
+            if node.path == path:
+                return node
+        return None
+
+    # -- resolution ----------------------------------------------------------------------------
+
+    def _frozen_by(self, node: Node) -> str:
+        """The outermost layer whose frozen flag covers `node` (for the reason text)."""
+        culprit = node
+        cur: Node | None = node
+        while cur is not None and cur.parent is not None:
+            if cur.config_flag is False:
+                culprit = cur
+            elif cur.config_flag is True:
+                break
+            cur = cur.parent
+        return culprit.path or culprit.name
+
+    def _effective(self, node: Node, var: Variable) -> tuple[bool, str | None]:
+        if not self.root.flag:
+            return False, f"model `{self.root.name}` is frozen"
+        if not var.trainable:  # provisional value = created trainable
+            return False, f"never trainable: {var.reason or 'created non-trainable'}"
+        if not node.flag:
+            return False, f"layer `{self._frozen_by(node)}` is frozen"
+        return True, None
+
+    def _inconsistencies(self) -> list[str]:
+        out: list[str] = []
+        if not self.root.flag:
+            return out
+        if self.root.class_name == "Sequential" and self.root.config_flag is False:
+            if any(v.trainable for v in self.order):
+                out.append(
+                    f"the top Sequential `{self.root.name}` is saved frozen, but Keras drops a "
+                    "Sequential's own flag on load: its trainable layers are trained"
+                )
+        for node in self.root.walk():
+            if node.parent is None or node.config_flag is not False:
+                continue
+            trained = [
+                c for c in node.walk()[1:] if c.flag and any(v.trainable for v in c.variables)
+            ]
+            if not trained:
+                continue
+            fresh = [c for c in trained if c.attr is not None and c.pointer is None]
+            names = ", ".join(f"`{c.path}`" for c in trained[:5]) + (" ..." if len(trained) > 5 else "")
+            if fresh and len(fresh) == len(trained):
+                out.append(
+                    f"layer `{node.path}` is frozen in the config, but Keras rebuilds its sublayers "
+                    f"{names} trainable when it loads the file, so they are trained (this freeze "
+                    "cannot be saved in the file)"
+                )
+            else:
+                out.append(
+                    f"layer `{node.path}` is frozen but contains trainable layers {names}: "
+                    "Keras trains them after loading (a container's flag does not gate its children)"
+                )
+        return out
+
+    def finish(self, *, source: str, fmt: str, keras_version: str | None) -> ModelInfo:
+        """Resolve effective trainability and package everything as a ModelInfo."""
+        resolved: dict[int, Variable] = {}
+        for node in self.root.walk():
+            new_vars = []
+            for v in node.variables:
+                trainable, reason = self._effective(node, v)
+                nv = Variable(
+                    path=v.path,
+                    layer=v.layer,
+                    name=v.name,
+                    shape=v.shape,
+                    dtype=v.dtype,
+                    trainable=trainable,
+                    reason=reason,
+                    storage=v.storage,
+                    itemsize=v.itemsize,
+                )
+                resolved[id(v)] = nv
+                new_vars.append(nv)
+            node.variables = new_vars
+        self.order = [resolved[id(v)] for v in self.order]
+        unknown: dict[str, bool] = {}
+        for n in self.root.walk()[1:]:
+            if not n.known and n.variables:
+                generic = any(v.name.startswith("vars/") for v in n.variables)
+                unknown[n.class_name] = unknown.get(n.class_name, False) or generic
+        for cls, generic in sorted(unknown.items()):
+            names = "listed with generic names (vars/0, ...) and " if generic else ""
+            self.warnings.append(
+                f"layer class `{cls}` is not known to varctl: its variables are {names}assumed "
+                "trainable (add_weight's default); load the model with Keras for exact names and flags"
+            )
+        self.warnings.extend(self._inconsistencies())
+        layers = tuple(
+            Layer(
+                path=n.path,
+                name=n.name,
+                class_name=n.class_name,
+                flag=n.flag,
+                config_flag=n.config_flag,
+                editable=n.pointer is not None,
+                depth=n.depth,
+                parent=n.parent.path or None if n.parent is not None else None,
+                known=n.known,
+            )
+            for n in self.root.walk()[1:]
+        )
+        return ModelInfo(
+            source=source,
+            format=fmt,
+            keras_version=keras_version,
+            name=self.root.name,
+            class_name=self.root.class_name,
+            trainable=self.root.flag,
+            layers=layers,
+            variables=tuple(self.order),
+            warnings=tuple(dict.fromkeys(self.warnings)),
+        )

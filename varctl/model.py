@@ -1,0 +1,98 @@
+"""Plain data shared by readers, selectors, renderers and editors: Variable, Layer, ModelInfo."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# JSON schema id of `varctl list -f json`. Renaming or removing a key bumps it.
+LIST_SCHEMA = "varctl.list/1"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One saved variable, named like Keras's layer hierarchy: `base/conv1/kernel`."""
+
+    path: str  # enclosing layer names from the top model down (top name left out) + name
+    layer: str  # path of the owning layer
+    name: str  # `kernel`, or `vars/0` when the layer class is not known
+    shape: tuple[int, ...]
+    dtype: str
+    trainable: bool | None  # effective: in model.trainable_variables after Keras loads the file
+    reason: str | None  # why it is not trainable (None when trainable)
+    storage: str  # HDF5 dataset path inside the weights file
+    itemsize: int = 4
+
+    @property
+    def params(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.params * self.itemsize
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "layer": self.layer,
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "params": self.params,
+            "trainable": self.trainable,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the saved model (including nested models and sublayers without config)."""
+
+    path: str  # `base/block_1/conv`; the top model is not a Layer
+    name: str
+    class_name: str
+    flag: bool  # its own `trainable` flag as Keras holds it after loading the file
+    config_flag: bool | None  # the flag written in the config (None: no config entry of its own)
+    editable: bool  # has a config entry whose `trainable` varctl can change
+    depth: int
+    parent: str | None  # path of the enclosing layer (None at top level)
+    known: bool = True  # varctl knows the variable names of this class
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a reader learned about one model file."""
+
+    source: str  # the path as the user gave it
+    format: str  # "keras" | "h5"
+    keras_version: str | None
+    name: str
+    class_name: str
+    trainable: bool  # the top model's effective flag
+    layers: tuple[Layer, ...]
+    variables: tuple[Variable, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    def totals(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, int]:
+        vs = self.variables if variables is None else variables
+        params = sum(v.params for v in vs)
+        trainable = sum(v.params for v in vs if v.trainable)
+        return {
+            "params": params,
+            "trainable": trainable,
+            "non_trainable": params - trainable,
+            "bytes": sum(v.nbytes for v in vs),
+        }
+
+    def to_dict(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, Any]:
+        vs = self.variables if variables is None else variables
+        return {
+            "schema": LIST_SCHEMA,
+            "model": self.source,
+            "format": self.format,
+            "keras_version": self.keras_version,
+            "variables": [v.to_dict() for v in vs],
+            "totals": self.totals(vs),
+            "warnings": list(self.warnings),
+        }

@@ -1,0 +1,155 @@
+"""render(reports, fmt): the only formatter. table | json | csv | markdown, from plain rows.
+
+Commands build `Report`s (data); this module decides how they look. The table shows the columns
+marked for it; csv and markdown carry every column; json prints each report's contract object.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from varctl import out
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    numeric: bool = False
+    in_table: bool = True
+
+
+@dataclass
+class Report:
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    summary: list[str] = field(default_factory=list)
+    document: Any = None  # the JSON contract object
+    csv_prefix: dict[str, Any] = field(default_factory=dict)  # e.g. {"model": path}
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.2f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _plain(value: Any) -> str:
+    """A cell as text for csv/markdown/table: shapes as tuples, bools as yes/no, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(str(v) for v in value) + (",)" if len(value) == 1 else ")")
+    return str(value)
+
+
+def _table_cell(col: Column, value: Any) -> Text:
+    if col.numeric and isinstance(value, int) and not isinstance(value, bool):
+        return Text(f"{value:,}")
+    if col.key == "trainable" or col.key == "state":
+        styles = {True: ("✓", "green"), False: ("✗", "red"), None: ("?", "yellow")}
+        if value in styles:
+            mark, style = styles[value]
+            return Text(mark, style=style)
+        return Text(out.clean(str(value)), style={"partial": "yellow", "frozen": "red"}.get(str(value), "green"))
+    text = Text(out.clean(_plain(value)))
+    if col.key == "reason":
+        text.stylize("dim")
+    return text
+
+
+def _table(report: Report) -> None:
+    console = out.out()
+    cols = [c for c in report.columns if c.in_table]
+    table = Table(
+        title=Text(out.clean(report.title), style="bold"),
+        box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
+        header_style="bold",
+        title_justify="left",
+    )
+    for c in cols:
+        table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.key in ("path", "layer"))
+    for row in report.rows:
+        table.add_row(*(_table_cell(c, row.get(c.key)) for c in cols))
+    console.print(table)
+    for line in report.summary:
+        console.print(Text(out.clean(line)))
+    console.print()
+
+
+def _markdown(report: Report) -> str:
+    def esc(s: str) -> str:
+        return out.clean(s).replace("|", "\\|")
+
+    lines = [f"### {esc(report.title)}", ""]
+    lines.append("| " + " | ".join(c.header for c in report.columns) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in report.columns) + "|")
+    for row in report.rows:
+        cells = []
+        for c in report.columns:
+            v = row.get(c.key)
+            cells.append(f"{v:,}" if c.numeric and isinstance(v, int) else esc(_plain(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.extend(f"{esc(s)}  " for s in report.summary)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _csv(reports: Sequence[Report]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    first = reports[0]
+    prefix = list(first.csv_prefix)
+    writer.writerow(prefix + [c.key for c in first.columns])
+    for r in reports:
+        for row in r.rows:
+            writer.writerow([_plain(r.csv_prefix[k]) for k in prefix] + [_csv_value(row.get(c.key)) for c in r.columns])
+    return buf.getvalue()
+
+
+def _csv_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _plain(value)
+
+
+def render(reports: Sequence[Report], fmt: Format) -> None:
+    """Write reports to stdout in `fmt`. Several reports: one table each, or one JSON array."""
+    if not reports:
+        return
+    stdout = out.out()
+    if fmt is Format.json:
+        docs = [r.document for r in reports]
+        payload = docs[0] if len(docs) == 1 else docs
+        stdout.file.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    elif fmt is Format.csv:
+        stdout.file.write(_csv(reports))
+    elif fmt is Format.markdown:
+        stdout.file.write("\n".join(_markdown(r) for r in reports))
+    else:
+        for r in reports:
+            _table(r)
+    stdout.file.flush()
