@@ -58,6 +58,8 @@ class Layer:
     depth: int
     parent: str | None  # path of the enclosing layer (None at top level)
     known: bool = True  # varctl knows the variable names of this class
+    pointer: tuple[str | int, ...] | None = None  # keys from the config root to its entry
+    index: int | None = None  # position in its container's `layers` (model.layers order)
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,47 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
 
 
 __all__ = ["LIST_SCHEMA", "LAYERS_SCHEMA", "list_report", "layers_report"]
+
+
+PLAN_SCHEMA = "varctl.edit/1"
+
+PLAN_COLUMNS = [
+    Column("layer", "layer"),
+    Column("class_name", "class"),
+    Column("before", "before"),
+    Column("after", "after"),
+]
+
+
+def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Report:
+    """The layers whose flag changes (before -> after) and the trainable totals before -> after."""
+
+    def flag(v):
+        return "trainable" if v is None or v else "frozen"
+
+    rows = [
+        {"layer": c.layer, "class_name": c.class_name, "before": flag(c.before), "after": flag(c.after)}
+        for c in plan.changes
+    ]
+    tb, ta = plan.before.totals(), plan.after.totals()
+    lines = [
+        f"Trainable params: {tb['trainable']:,} -> {ta['trainable']:,} (of {tb['params']:,})",
+        f"Trainable variables: {sum(1 for v in plan.before.variables if v.trainable)} -> "
+        f"{sum(1 for v in plan.after.variables if v.trainable)}",
+    ]
+    doc = {
+        "schema": PLAN_SCHEMA,
+        "model": plan.before.source,
+        "action": action,
+        "output": output,
+        "dry_run": dry_run,
+        "changes": [
+            {"layer": c.layer, "class_name": c.class_name, "before": c.before is not False, "after": c.after}
+            for c in plan.changes
+        ],
+        "trainable_params": {"before": tb["trainable"], "after": ta["trainable"]},
+        "optimizer_state": "dropped" if plan.drop_optimizer else "unchanged",
+        "notes": list(plan.notes),
+    }
+    title = f"{action} {plan.before.source}" + (f" -> {output}" if output else "") + (" (dry run)" if dry_run else "")
+    return Report(title=title, columns=PLAN_COLUMNS, rows=rows, summary=lines, document=doc, csv_prefix={"model": plan.before.source})

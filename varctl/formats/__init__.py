@@ -91,11 +91,12 @@ def _zip_kind(path: str) -> str:
     raise UnreadableModel("zip archive without config.json: not a Keras .keras file")
 
 
-def open_model(path: str) -> ModelInfo:
+def open_model(path: str, *, config: dict | None = None) -> ModelInfo:
     """Read a saved model's variables without loading it (no TensorFlow).
 
     Args:
         path: a `.keras` archive or legacy `.h5` file; the format is taken from the bytes.
+        config: interpret this (edited) architecture instead of the file's own.
 
     Returns:
         ModelInfo with every saved variable, in Keras's save order.
@@ -108,9 +109,9 @@ def open_model(path: str) -> ModelInfo:
     if kind == "zip" and _zip_kind(path) == "keras":
         from varctl.formats import keras_zip
 
-        return keras_zip.read(path, path)
+        return keras_zip.read(path, path, config)
     if kind == "hdf5":
         from varctl.formats import legacy_h5
 
-        return legacy_h5.read(path, path)
+        return legacy_h5.read(path, path, config)
     raise UnsupportedFormat(f"not a Keras model: {_describe_unknown(path)}", hint=f"varctl reads {SUPPORTED}")

@@ -138,8 +138,8 @@ def check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def read(path: str, source: str) -> ModelInfo:
-    """Read a `.keras` archive. Args: path to open; source: the path as the user gave it."""
+def read_config(path: str) -> Any:
+    """config.json of a `.keras` archive, parsed."""
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
@@ -148,7 +148,28 @@ def read(path: str, source: str) -> ModelInfo:
         members = check_members(zf)
         if _CONFIG_FILENAME not in members:
             raise UnreadableModel("not a Keras archive: no config.json inside the zip")
-        config = read_json_member(zf, members[_CONFIG_FILENAME])
+        return read_json_member(zf, members[_CONFIG_FILENAME])
+
+
+def read(path: str, source: str, config: Any = None) -> ModelInfo:
+    """Read a `.keras` archive.
+
+    Args:
+        path: the file to open.
+        source: the path as the user gave it (shown in reports).
+        config: an edited config to interpret instead of the archive's own (editors predict
+            the result of a change with it).
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise UnreadableModel(f"not a valid zip archive ({e})") from e
+    with zf:
+        members = check_members(zf)
+        if _CONFIG_FILENAME not in members:
+            raise UnreadableModel("not a Keras archive: no config.json inside the zip")
+        if config is None:
+            config = read_json_member(zf, members[_CONFIG_FILENAME])
         keras_version = None
         if _METADATA_FILENAME in members:
             meta = read_json_member(zf, members[_METADATA_FILENAME])

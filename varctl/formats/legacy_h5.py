@@ -30,14 +30,10 @@ def read_config(h5: h5py.File) -> dict:
     return parse_json(text.encode("utf-8"), "model_config")
 
 
-def read(path: str, source: str) -> ModelInfo:
-    """Read a legacy `.h5` model. Args: path to open; source: the path as the user gave it."""
-    try:
-        h5 = h5py.File(path, "r", locking=False)
-    except Exception as e:
-        raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
-    with h5:
-        tree = Tree(read_config(h5))
+def read(path: str, source: str, config: dict | None = None) -> ModelInfo:
+    """Read a legacy `.h5` model (args as keras_zip.read)."""
+    with _open(path) as h5:
+        tree = Tree(read_config(h5) if config is None else config)
         keras_version = _h5safe.str_attr(h5, "keras_version")
         weights = _h5safe.get_group(h5, "model_weights")
         if weights is None:
@@ -91,3 +87,22 @@ def _attach(tree: Tree, weights: h5py.Group) -> None:
             shape, dtype, itemsize = _h5safe.dataset_meta(ds)
             tree.add_variable(owner, vname, shape, dtype, itemsize, ds.name, owner.var_spec(vname))
 
+
+
+def _open(path: str) -> h5py.File:
+    try:
+        return h5py.File(path, "r", locking=False)
+    except Exception as e:
+        raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
+
+
+def read_config_file(path: str) -> dict:
+    """The `model_config` architecture of a legacy `.h5` file, parsed."""
+    with _open(path) as h5:
+        return read_config(h5)
+
+
+def has_training_config(path: str) -> bool:
+    """Was the model saved compiled (optimizer state and `training_config` present)?"""
+    with _open(path) as h5:
+        return _h5safe.str_attr(h5, "training_config") is not None

@@ -1,0 +1,58 @@
+"""Shared fixtures: the Keras-built zoo (session scoped, saved as .keras and .h5) and sample paths."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+
+
+def pytest_report_header(config):
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for pkg in ("keras", "tensorflow", "h5py", "numpy", "typer", "rich"):
+        try:
+            parts.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            parts.append(f"{pkg} absent")
+    return "varctl deps: " + ", ".join(parts)
+
+
+@pytest.fixture(scope="session")
+def samples_on_path():
+    """Make the sample models' custom layer module importable (for Keras loading them)."""
+    sys.path.insert(0, str(SAMPLES))
+    import varctl_samples  # noqa: F401
+
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory):
+    """Every zoo model saved by Keras as name.keras and (when Keras can round-trip it) name.h5."""
+    pytest.importorskip("keras")
+    import keras
+
+    from tests.zoo import ZOO
+
+    out = tmp_path_factory.mktemp("zoo")
+    keras.utils.set_random_seed(0)
+    for name, build in ZOO.items():
+        model = build()
+        model.save(out / f"{name}.keras")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model.save(out / f"{name}.h5")
+                keras.saving.load_model(out / f"{name}.h5", compile=False)
+            except Exception:
+                (out / f"{name}.h5").unlink(missing_ok=True)
+    return out

@@ -1,0 +1,304 @@
+"""Freeze/unfreeze: plan a change of `trainable` flags, predict its effect, and apply it surgically.
+
+plan_freeze() works on the architecture only and predicts the result by re-reading the same
+weights with the edited config (the same code `varctl list` runs on the output file). apply()
+writes a new file next to the target: every archive member other than config.json is copied byte
+for byte, then the temp file is fsynced and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from varctl.errors import OutputError, UsageError
+from varctl.model import Layer, ModelInfo, Variable
+
+_COPY_CHUNK = 1 << 20
+OPTIMIZER_STATE_MODES = ("drop", "keep")
+
+
+@dataclass(frozen=True)
+class Change:
+    layer: str
+    class_name: str
+    before: bool | None  # the flag in the config (None: absent, which Keras reads as true)
+    after: bool
+
+
+@dataclass
+class Plan:
+    before: ModelInfo
+    after: ModelInfo
+    config: Any  # the edited architecture
+    changes: list[Change]
+    notes: list[str] = field(default_factory=list)  # things the user should know (stderr)
+    drop_optimizer: bool = False
+
+    @property
+    def trainable_set_changed(self) -> bool:
+        a = [v.path for v in self.before.variables if v.trainable]
+        b = [v.path for v in self.after.variables if v.trainable]
+        return a != b
+
+
+def _entry(config: Any, pointer: tuple[str | int, ...]) -> dict:
+    node = config
+    for key in pointer:
+        node = node[key]
+    return node
+
+
+def _set_flag(config: Any, layer: Layer, value: bool, changes: dict[str, Change]) -> None:
+    if layer.pointer is None:
+        return
+    entry = _entry(config, layer.pointer)
+    cfg = entry.get("config")
+    if not isinstance(cfg, dict) or entry.get("class_name") == "InputLayer":
+        return
+    before = cfg.get("trainable")
+    if before is not None:
+        before = bool(before)
+    if before is value or (before is None and value):
+        return
+    cfg["trainable"] = value
+    first = changes.get(layer.path)
+    changes[layer.path] = Change(layer.path, layer.class_name, first.before if first else before, value)
+
+
+def _inside(layer: Layer, root: Layer) -> bool:
+    return layer.path == root.path or layer.path.startswith(root.path + "/")
+
+
+def first_layers(info: ModelInfo, count: int | None, upto: str | None, within: str | None) -> list[Layer]:
+    """The Keras guide's `base_model.layers[:N]` (or up to a named layer), as Layers."""
+    parent_path = None
+    if within is not None:
+        matches = [l for l in info.layers if l.path == within or l.name == within]
+        if len(matches) != 1:
+            raise UsageError(f"--in '{within}' names {'no' if not matches else 'more than one'} layer")
+        parent_path = matches[0].path
+    children = [l for l in info.layers if l.parent == parent_path and l.index is not None]
+    children.sort(key=lambda l: l.index or 0)
+    if upto is not None:
+        names = [l.name for l in children]
+        if upto not in names:
+            where = f"'{within}'" if within else "the model"
+            raise UsageError(f"--upto '{upto}' is not a layer of {where}")
+        return children[: names.index(upto) + 1]
+    if count is None or count < 0:
+        raise UsageError("--first needs a count of 0 or more")
+    return children[:count]
+
+
+def plan_freeze(
+    info: ModelInfo,
+    selected: list[Layer],
+    *,
+    trainable: bool,
+    whole_model: bool = False,
+    keep_batchnorm_frozen: bool = False,
+    optimizer_state: str = "drop",
+    path: str,
+) -> Plan:
+    """Plan freezing (trainable=False) or unfreezing (trainable=True) the selected layers.
+
+    Args:
+        info: the model as read from `path`.
+        selected: layers chosen by the user (patterns, --first/--upto); descendants follow.
+        trainable: the state to give them.
+        whole_model: also set the top model's own flag (freeze/unfreeze everything).
+        keep_batchnorm_frozen: when unfreezing, leave BatchNormalization layers frozen.
+        optimizer_state: "drop" (default) or "keep" stale optimizer state.
+        path: the model file (re-read to predict the result).
+
+    Returns:
+        A Plan; raises UsageError when the change cannot be saved in the file.
+    """
+    from varctl.formats import open_model
+    from varctl.formats.keras_zip import read_config as keras_config
+    from varctl.formats.legacy_h5 import read_config_file as h5_config
+
+    config = copy.deepcopy(keras_config(path) if info.format == "keras" else h5_config(path))
+    changes: dict[str, Change] = {}
+    by_path = {l.path: l for l in info.layers}
+    notes: list[str] = []
+    for root in selected:
+        for layer in info.layers:
+            if not _inside(layer, root):
+                continue
+            if trainable and keep_batchnorm_frozen and layer.class_name == "BatchNormalization":
+                continue
+            _set_flag(config, layer, trainable, changes)
+        if trainable:  # enclosing containers must be trainable too; their other children keep theirs
+            parent = root.parent
+            while parent is not None:
+                _set_flag(config, by_path[parent], True, changes)
+                parent = by_path[parent].parent
+    if whole_model or (trainable and selected):
+        top = config.get("config") if isinstance(config, dict) else None
+        if isinstance(top, dict) and (whole_model or top.get("trainable") is False):
+            before = top.get("trainable")
+            if before is not trainable and not (before is None and trainable):
+                top["trainable"] = trainable
+                changes[""] = Change(f"{info.name} (model)", info.class_name, before, trainable)
+    after = open_model(path, config=config)
+    after = ModelInfo(**{**after.__dict__, "source": info.source})
+    _check_result(info, after, selected, trainable, keep_batchnorm_frozen)
+    order = {l.path: i for i, l in enumerate(info.layers)}
+    ordered = sorted(changes.items(), key=lambda kv: order.get(kv[0], -1))
+    plan = Plan(info, after, config, [c for _, c in ordered], notes)
+    if trainable:
+        bns = [
+            c.layer for c in plan.changes
+            if c.class_name == "BatchNormalization" and c.after
+        ]
+        if bns:
+            notes.append(
+                f"this unfreezes {len(bns)} BatchNormalization layer(s): the Keras transfer-learning "
+                "guide keeps them frozen (in inference mode) while fine-tuning, or their moving "
+                "statistics drift; pass --keep-batchnorm-frozen to keep them frozen"
+            )
+    has_optimizer = isinstance(config, dict) and (
+        config.get("compile_config") is not None if info.format == "keras" else _h5_compiled(path)
+    )
+    if plan.trainable_set_changed and has_optimizer:
+        if optimizer_state == "drop":
+            plan.drop_optimizer = True
+            if info.format == "keras":
+                config.pop("compile_config", None)
+            notes.append(
+                "the trainable set changed, so the saved optimizer state no longer matches it: "
+                "dropped it with the compile settings (the file loads cleanly, uncompiled; call "
+                "model.compile(...) before fit). Use --optimizer-state keep to leave it (Keras will "
+                "then warn and skip it)"
+            )
+        else:
+            notes.append(
+                "kept stale optimizer state: Keras will warn 'Skipping variable loading for "
+                "optimizer' and start the optimizer afresh"
+            )
+    return plan
+
+
+def _h5_compiled(path: str) -> bool:
+    from varctl.formats.legacy_h5 import has_training_config
+
+    return has_training_config(path)
+
+
+def _check_result(
+    before: ModelInfo, after: ModelInfo, selected: list[Layer], trainable: bool, keep_bn: bool
+) -> None:
+    """Refuse a change Keras would not honour after loading the file (rather than pretend)."""
+    roots = [l.path for l in selected]
+
+    def in_selection(v: Variable) -> bool:
+        return any(v.layer == r or v.layer.startswith(r + "/") for r in roots)
+
+    if trainable:
+        return  # never-trainable variables (moving statistics) stay frozen by nature
+    stuck = [v for v in after.variables if in_selection(v) and v.trainable]
+    if stuck:
+        names = ", ".join(v.path for v in stuck[:4]) + (" ..." if len(stuck) > 4 else "")
+        raise UsageError(
+            f"cannot freeze {len(stuck)} variable(s) in the file: {names}",
+            hint="Keras rebuilds these sublayers trainable when it loads the file (they have no "
+            "config entry of their own); freeze them in Python after loading instead",
+        )
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_output(target: str, like: str) -> Iterator[str]:
+    """Yield a temp path in the target's folder; on success fsync it and rename it over `target`.
+
+    The original file (and `target`, if it exists) is untouched on any failure, and the temp file
+    is removed. `target` that is a symlink is resolved, so the link is kept and its file edited.
+    """
+    real = os.path.realpath(target)
+    folder = os.path.dirname(real) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".varctl-", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OutputError(f"cannot write in '{folder}': {e.strerror or e}") from e
+    os.close(fd)
+    try:
+        yield tmp
+        st = os.stat(like)
+        os.chmod(tmp, st.st_mode & 0o7777)
+        try:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except OSError:
+            pass  # not permitted: keep our own ownership
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, real)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        _unlink(tmp)
+        raise OutputError(f"cannot write '{target}': {e.strerror or e}") from e
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_keras(src: str, tmp: str, config: Any) -> None:
+    new_config = json.dumps(config).encode("utf-8")  # Keras writes json.dumps() defaults too
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", allowZip64=True) as zout:
+        for info in zin.infolist():
+            if info.filename == "config.json":
+                out_info = copy.copy(info)
+                out_info.file_size = len(new_config)
+                zout.writestr(out_info, new_config)
+                continue
+            # Stream the member (weights may be GBs); stored members are copied unchanged.
+            with zin.open(info) as fin, zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as fout:
+                shutil.copyfileobj(fin, fout, _COPY_CHUNK)
+
+
+def _write_h5(src: str, tmp: str, config: Any, drop_optimizer: bool) -> None:
+    import h5py
+
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        shutil.copyfileobj(fin, fout, _COPY_CHUNK)
+    try:
+        with h5py.File(tmp, "r+", locking=False) as h5:
+            h5.attrs["model_config"] = json.dumps(config)
+            if drop_optimizer:
+                if "training_config" in h5.attrs:
+                    del h5.attrs["training_config"]
+                if "optimizer_weights" in h5:
+                    del h5["optimizer_weights"]
+    except (OSError, ValueError, RuntimeError) as e:
+        raise OutputError(f"cannot rewrite the HDF5 copy: {e}") from e
+
+
+def apply(plan: Plan, src: str, dst: str) -> None:
+    """Write the planned model to `dst` (may equal `src`) atomically."""
+    with atomic_output(dst, like=src) as tmp:
+        if plan.before.format == "keras":
+            _write_keras(src, tmp, plan.config)
+        else:
+            _write_h5(src, tmp, plan.config, plan.drop_optimizer)
