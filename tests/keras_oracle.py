@@ -43,7 +43,9 @@ class _RecordingStore(saving_lib.H5IOStore):
 def save_order(model):
     """[(h5 group path, index, variable)] in the order Keras writes model.weights.h5."""
     store = _RecordingStore()
-    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    saving_lib._save_state(
+        model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+    )
     return [(p, k, v) for p, k, v in store.log if not p.startswith("optimizer") and hasattr(v, "path")]
 
 

@@ -79,8 +79,11 @@ CASES = {
         "transfer_learning",
         ["unfreeze", "--in", "mobilenetv2_0.35_96", "--upto", "block_2_add", "--keep-batchnorm-frozen"],
         lambda m: _set(
-            [l for l in m.layers[1].layers[: [x.name for x in m.layers[1].layers].index("block_2_add") + 1]
-             if not isinstance(l, keras.layers.BatchNormalization)],
+            [
+                l
+                for l in m.layers[1].layers[: [x.name for x in m.layers[1].layers].index("block_2_add") + 1]
+                if not isinstance(l, keras.layers.BatchNormalization)
+            ],
             True,
         ),
     ),
@@ -99,7 +102,11 @@ def test_edit_matches_keras(samples_on_path, tmp_path, case, fmt):
     got_model = load_strict(str(out), compile=(fmt == "keras"))
     assert trainable_paths(got_model) == want
     # what varctl lists for the output is what Keras trains
-    listed = sorted(v.path for v in __import__("varctl.formats", fromlist=["open_model"]).open_model(str(out)).variables if v.trainable)
+    listed = sorted(
+        v.path
+        for v in __import__("varctl.formats", fromlist=["open_model"]).open_model(str(out)).variables
+        if v.trainable
+    )
     assert listed == want
     if fmt == "keras":
         assert weights_member(out) == weights_member(src)
@@ -142,7 +149,16 @@ def test_compiled_output_loads_and_resumes_fit(samples_on_path, tmp_path):
 
 def test_keep_optimizer_state_leaves_keras_warning(samples_on_path, tmp_path):
     out = tmp_path / "k.keras"
-    result = run("freeze", str(SAMPLES / "seed_dense.keras"), "-p", "dense", "-o", str(out), "--optimizer-state", "keep")
+    result = run(
+        "freeze",
+        str(SAMPLES / "seed_dense.keras"),
+        "-p",
+        "dense",
+        "-o",
+        str(out),
+        "--optimizer-state",
+        "keep",
+    )
     assert result.exit_code == 0, result.output
     with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
         keras.saving.load_model(str(out))
@@ -201,6 +217,13 @@ def test_in_place_keeps_mode_and_symlink(tmp_path):
 
 
 def test_unwritable_target_folder_is_exit_4(tmp_path):
-    result = run("freeze", str(SAMPLES / "seed_dense.keras"), "-p", "dense", "-o", str(tmp_path / "missing" / "x.keras"))
+    result = run(
+        "freeze",
+        str(SAMPLES / "seed_dense.keras"),
+        "-p",
+        "dense",
+        "-o",
+        str(tmp_path / "missing" / "x.keras"),
+    )
     assert result.exit_code == 4
     assert "cannot write" in result.stderr

@@ -47,10 +47,17 @@ def _without_generic_names(rows):
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="known limit: a custom layer's "
-                     "add_weight(trainable=False) is not recorded in the file; the static reader "
-                     "assumes trainable and warns"))
-        if n == "seed_explicit" else n
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known limit: a custom layer's "
+                "add_weight(trainable=False) is not recorded in the file; the static reader "
+                "assumes trainable and warns",
+            ),
+        )
+        if n == "seed_explicit"
+        else n
         for n in SAMPLE_NAMES
     ],
 )

@@ -3,8 +3,8 @@ options that change its variable set, frozen in the ways that matter. Random ini
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers as L
 
 
@@ -71,7 +71,9 @@ def recurrent():
     x = L.GRU(4, return_sequences=True, reset_after=False)(x)
     x = L.RNN(L.LSTMCell(3), return_sequences=True)(x)
     x = L.Bidirectional(L.LSTM(2, return_sequences=True))(x)
-    x = L.Bidirectional(L.GRU(2, return_sequences=True), backward_layer=L.GRU(3, return_sequences=True, go_backwards=True))(x)
+    x = L.Bidirectional(
+        L.GRU(2, return_sequences=True), backward_layer=L.GRU(3, return_sequences=True, go_backwards=True)
+    )(x)
     x = L.TimeDistributed(L.Dense(2))(x)
     y = L.Reshape((5, 2, 1))(x)
     y = L.ConvLSTM1D(2, 2)(y)
@@ -108,7 +110,9 @@ def frozen_quirks():
 def nested():
     """A frozen nested Sequential with one child unfrozen, a nested Functional, and a frozen inner
     model two levels down."""
-    base = _seq(L.Dense(3, name="d1"), L.BatchNormalization(name="bn"), L.Dense(3, name="d2"), shape=(4,), name="base")
+    base = _seq(
+        L.Dense(3, name="d1"), L.BatchNormalization(name="bn"), L.Dense(3, name="d2"), shape=(4,), name="base"
+    )
     base.trainable = False
     base.get_layer("d1").trainable = True
     fi = keras.Input((3,))
@@ -128,7 +132,9 @@ def top_functional_frozen():
 
 
 def top_sequential_frozen():
-    m = _seq(L.Dense(2, name="a"), L.BatchNormalization(name="bn"), L.Dense(1, name="b"), shape=(3,), name="seq")
+    m = _seq(
+        L.Dense(2, name="a"), L.BatchNormalization(name="bn"), L.Dense(1, name="b"), shape=(3,), name="seq"
+    )
     m.trainable = False
     m.get_layer("b").trainable = True
     return m

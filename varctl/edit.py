@@ -157,10 +157,7 @@ def plan_freeze(
     ordered = sorted(changes.items(), key=lambda kv: order.get(kv[0], -1))
     plan = Plan(info, after, config, [c for _, c in ordered], notes)
     if trainable:
-        bns = [
-            c.layer for c in plan.changes
-            if c.class_name == "BatchNormalization" and c.after
-        ]
+        bns = [c.layer for c in plan.changes if c.class_name == "BatchNormalization" and c.after]
         if bns:
             notes.append(
                 f"this unfreezes {len(bns)} BatchNormalization layer(s): the Keras transfer-learning "
@@ -274,7 +271,10 @@ def _write_keras(src: str, tmp: str, config: Any) -> None:
                 zout.writestr(out_info, new_config)
                 continue
             # Stream the member (weights may be GBs); stored members are copied unchanged.
-            with zin.open(info) as fin, zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as fout:
+            with (
+                zin.open(info) as fin,
+                zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as fout,
+            ):
                 shutil.copyfileobj(fin, fout, _COPY_CHUNK)
 
 
@@ -320,11 +320,11 @@ def h5_weight_order(plan: Plan) -> dict[str, list[str]]:
         if new_gated:
             ordered = model_order
         else:
-            ordered = [a for a, t in zip(model_order, new_flags) if t] + [
-                a for a, t in zip(model_order, new_flags) if not t
+            ordered = [a for a, t in zip(model_order, new_flags, strict=True) if t] + [
+                a for a, t in zip(model_order, new_flags, strict=True) if not t
             ]
         prefix = f"/model_weights/{top}/"
-        orders[top] = [a.storage[len(prefix):] for a in ordered]
+        orders[top] = [a.storage[len(prefix) :] for a in ordered]
     return orders
 
 

@@ -74,7 +74,9 @@ def _table_cell(col: Column, value: Any) -> Text:
         if value in styles:
             mark, style = styles[value]
             return Text(mark, style=style)
-        return Text(out.clean(str(value)), style={"partial": "yellow", "frozen": "red"}.get(str(value), "green"))
+        return Text(
+            out.clean(str(value)), style={"partial": "yellow", "frozen": "red"}.get(str(value), "green")
+        )
     text = Text(out.clean(_plain(value)))
     if col.key == "reason":
         text.stylize("dim")
@@ -91,7 +93,9 @@ def _table(report: Report) -> None:
         title_justify="left",
     )
     for c in cols:
-        table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.key in ("path", "layer"))
+        table.add_column(
+            c.header, justify="right" if c.numeric else "left", no_wrap=c.key in ("path", "layer")
+        )
     for row in report.rows:
         table.add_row(*(_table_cell(c, row.get(c.key)) for c in cols))
     console.print(table)
@@ -126,7 +130,9 @@ def _csv(reports: Sequence[Report]) -> str:
     writer.writerow(prefix + [c.key for c in first.columns])
     for r in reports:
         for row in r.rows:
-            writer.writerow([_plain(r.csv_prefix[k]) for k in prefix] + [_csv_value(row.get(c.key)) for c in r.columns])
+            writer.writerow(
+                [_plain(r.csv_prefix[k]) for k in prefix] + [_csv_value(row.get(c.key)) for c in r.columns]
+            )
     return buf.getvalue()
 
 

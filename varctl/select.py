@@ -73,15 +73,20 @@ def filter_trainable(variables: list[Variable], trainable: bool | None) -> list[
 
 def no_match_error(patterns: Sequence[str], infos: Sequence[ModelInfo]) -> UsageError:
     """`pattern 'dens_*' matches no layer` with difflib's close matches as the hint."""
-    names = sorted({l.name for info in infos for l in info.layers} | {l.path for info in infos for l in info.layers})
+    names = sorted(
+        {l.name for info in infos for l in info.layers} | {l.path for info in infos for l in info.layers}
+    )
     var_paths = {v.path for info in infos for v in info.variables}
     p = patterns[0]
     if p in var_paths or any(fnmatchcase(v, p) for v in var_paths):
         return UsageError(
             f"pattern '{p}' names a variable, not a layer",
-            hint="trainability is saved per layer in Keras: select the layer "
-            f"('{p.rsplit('/', 1)[0]}')",
+            hint=f"trainability is saved per layer in Keras: select the layer ('{p.rsplit('/', 1)[0]}')",
         )
     close = difflib.get_close_matches(p.replace("*", "").replace("?", ""), names, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run 'varctl list --by-layer' to see layer names"
+    hint = (
+        f"did you mean {', '.join(repr(c) for c in close)}?"
+        if close
+        else "run 'varctl list --by-layer' to see layer names"
+    )
     return UsageError(f"pattern '{p}' matches no layer", hint=hint)

@@ -64,14 +64,23 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
     rows = []
     for layer in info.layers:
         inside = [
-            v for v in info.variables
+            v
+            for v in info.variables
             if v.path in selected and (v.layer == layer.path or v.layer.startswith(layer.path + "/"))
         ]
         if variables is not info.variables and not inside and len(selected) != len(info.variables):
             continue
         params = sum(v.params for v in inside)
         tparams = sum(v.params for v in inside if v.trainable)
-        state = "—" if not inside else "trainable" if tparams == params and params else "frozen" if tparams == 0 else "partial"
+        state = (
+            "—"
+            if not inside
+            else "trainable"
+            if tparams == params and params
+            else "frozen"
+            if tparams == 0
+            else "partial"
+        )
         rows.append(
             {
                 "tree": ("  " * layer.depth) + ("└ " if layer.depth else "") + layer.name,
@@ -149,5 +158,16 @@ def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Repo
         "optimizer_state": "dropped" if plan.drop_optimizer else "unchanged",
         "notes": list(plan.notes),
     }
-    title = f"{action} {plan.before.source}" + (f" -> {output}" if output else "") + (" (dry run)" if dry_run else "")
-    return Report(title=title, columns=PLAN_COLUMNS, rows=rows, summary=lines, document=doc, csv_prefix={"model": plan.before.source})
+    title = (
+        f"{action} {plan.before.source}"
+        + (f" -> {output}" if output else "")
+        + (" (dry run)" if dry_run else "")
+    )
+    return Report(
+        title=title,
+        columns=PLAN_COLUMNS,
+        rows=rows,
+        summary=lines,
+        document=doc,
+        csv_prefix={"model": plan.before.source},
+    )

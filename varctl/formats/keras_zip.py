@@ -246,7 +246,12 @@ class _Walker:
             sub = _h5safe.get_group(layers_group, group_name) if layers_group is not None else None
             if sub is None:
                 if child.spec is None or child.spec.variables or child.spec.children:
-                    if child.known and child.spec is not None and not child.spec.variables and not child.spec.children:
+                    if (
+                        child.known
+                        and child.spec is not None
+                        and not child.spec.variables
+                        and not child.spec.children
+                    ):
                         continue
                     self.tree.warnings.append(
                         f"layer `{child.path}` ({child.class_name}) has no group in the weights file"

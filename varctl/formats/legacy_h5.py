@@ -88,7 +88,6 @@ def _attach(tree: Tree, weights: h5py.Group) -> None:
             tree.add_variable(owner, vname, shape, dtype, itemsize, ds.name, owner.var_spec(vname))
 
 
-
 def _open(path: str) -> h5py.File:
     try:
         return h5py.File(path, "r", locking=False)

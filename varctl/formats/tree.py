@@ -20,7 +20,6 @@ from varctl.errors import UnreadableModel
 from varctl.formats.catalog import (
     CONFIG,
     CONTAINER_CLASSES,
-    FRESH,
     INHERIT,
     ChildSpec,
     LayerSpec,
@@ -280,9 +279,7 @@ class Tree:
         for node in self.root.walk():
             if node.parent is None or node.config_flag is not False:
                 continue
-            trained = [
-                c for c in node.walk()[1:] if c.flag and any(v.trainable for v in c.variables)
-            ]
+            trained = [c for c in node.walk()[1:] if c.flag and any(v.trainable for v in c.variables)]
             if not trained:
                 continue
             fresh = [c for c in trained if c.attr is not None and c.pointer is None]

@@ -1,0 +1,1 @@
+"""Command modules: each registers its commands on varctl.cli.app. Bodies stay thin."""

@@ -1,0 +1,162 @@
+"""`varctl freeze` / `varctl unfreeze`: change trainable flags by pattern and re-save."""
+
+from __future__ import annotations
+
+from varctl import out
+from varctl.cli import (
+    AllOpt,
+    DryRunOpt,
+    EditPatternOpt,
+    FirstOpt,
+    FormatOpt,
+    InPlaceOpt,
+    KeepBnOpt,
+    ModelArg,
+    OptStateOpt,
+    OutputOpt,
+    RegexOpt,
+    UptoOpt,
+    WithinOpt,
+    app,
+    handle_errors,
+    open_or_fail,
+)
+from varctl.render import Format
+
+
+def _edit(
+    *,
+    action: str,
+    trainable: bool,
+    model: str,
+    pattern: list[str] | None,
+    regex: bool,
+    all_layers: bool,
+    first: int | None,
+    upto: str | None,
+    within: str | None,
+    output: str | None,
+    in_place: bool,
+    dry_run: bool,
+    keep_batchnorm_frozen: bool,
+    optimizer_state: str,
+    fmt: Format,
+) -> None:
+    """The shared core of freeze and unfreeze."""
+    from varctl import edit, views
+    from varctl.errors import UsageError
+    from varctl.render import render
+    from varctl.select import Selector, no_match_error
+
+    if output and in_place:
+        raise UsageError("give either -o/--output or --in-place, not both")
+    if not (output or in_place or dry_run):
+        raise UsageError(
+            f"{action} needs -o OUT or --in-place (or --dry-run to preview)",
+            hint=f"varctl {action} {model} --pattern '...' -o edited.keras",
+        )
+    if optimizer_state not in edit.OPTIMIZER_STATE_MODES:
+        raise UsageError(f"--optimizer-state must be one of {', '.join(edit.OPTIMIZER_STATE_MODES)}")
+    info = open_or_fail(model)
+    selector = Selector(tuple(pattern or ()), regex)
+    if selector.patterns and (missing := selector.unmatched([info])):
+        raise no_match_error(missing, [info])
+    selected = selector.layers(info)
+    if first is not None or upto is not None:
+        selected += edit.first_layers(info, first, upto, within)
+    if not selected and not all_layers:
+        raise UsageError(f"{action}: say what to change with --pattern, --first/--upto or --all")
+    if all_layers:
+        selected = [l for l in info.layers if l.parent is None]
+    plan = edit.plan_freeze(
+        info,
+        selected,
+        trainable=trainable,
+        whole_model=all_layers,
+        keep_batchnorm_frozen=keep_batchnorm_frozen,
+        optimizer_state=optimizer_state,
+        path=model,
+    )
+    target = model if in_place else output
+    if not dry_run and target:
+        edit.apply(plan, model, target)
+    for note in plan.notes:
+        out.message("note", note)
+    render([views.plan_report(plan, action=action, output=None if dry_run else target, dry_run=dry_run)], fmt)
+    if not dry_run:
+        out.message(
+            "info", f"wrote {target}" if plan.changes or target != model else f"{target}: nothing to change"
+        )
+
+
+@app.command("freeze")
+@handle_errors
+def freeze(
+    model: ModelArg,
+    pattern: EditPatternOpt = None,
+    regex: RegexOpt = False,
+    all_layers: AllOpt = False,
+    first: FirstOpt = None,
+    upto: UptoOpt = None,
+    within: WithinOpt = None,
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    dry_run: DryRunOpt = False,
+    optimizer_state: OptStateOpt = "drop",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Freeze layers (and everything inside them) and re-save.  Example: varctl freeze m.keras -p 'dense_*' -o frozen.keras"""
+    _edit(
+        action="freeze",
+        trainable=False,
+        model=model,
+        pattern=pattern,
+        regex=regex,
+        all_layers=all_layers,
+        first=first,
+        upto=upto,
+        within=within,
+        output=output,
+        in_place=in_place,
+        dry_run=dry_run,
+        keep_batchnorm_frozen=False,
+        optimizer_state=optimizer_state,
+        fmt=fmt,
+    )
+
+
+@app.command("unfreeze")
+@handle_errors
+def unfreeze(
+    model: ModelArg,
+    pattern: EditPatternOpt = None,
+    regex: RegexOpt = False,
+    all_layers: AllOpt = False,
+    first: FirstOpt = None,
+    upto: UptoOpt = None,
+    within: WithinOpt = None,
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    dry_run: DryRunOpt = False,
+    keep_batchnorm_frozen: KeepBnOpt = False,
+    optimizer_state: OptStateOpt = "drop",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Make layers trainable (and their enclosing models) and re-save.  Example: varctl unfreeze tl.keras -p 'block_16*' --in-place"""
+    _edit(
+        action="unfreeze",
+        trainable=True,
+        model=model,
+        pattern=pattern,
+        regex=regex,
+        all_layers=all_layers,
+        first=first,
+        upto=upto,
+        within=within,
+        output=output,
+        in_place=in_place,
+        dry_run=dry_run,
+        keep_batchnorm_frozen=keep_batchnorm_frozen,
+        optimizer_state=optimizer_state,
+        fmt=fmt,
+    )

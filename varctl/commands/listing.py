@@ -1,0 +1,53 @@
+"""`varctl list`: every variable (or layer) of one or more models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from varctl import out
+from varctl.cli import (
+    FormatOpt,
+    PathsArg,
+    PatternOpt,
+    RegexOpt,
+    app,
+    handle_errors,
+    open_or_fail,
+)
+from varctl.render import Format
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    models: PathsArg,
+    fmt: FormatOpt = Format.table,
+    pattern: PatternOpt = None,
+    regex: RegexOpt = False,
+    trainable: Annotated[
+        bool | None,
+        typer.Option(
+            "--trainable/--frozen", help="Keep only trainable (or only frozen) variables.", show_default=False
+        ),
+    ] = None,
+    by_layer: Annotated[
+        bool, typer.Option("--by-layer", "--tree", help="One row per layer, nested layers as a tree.")
+    ] = False,
+) -> None:
+    """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
+    from varctl import views
+    from varctl.render import render
+    from varctl.select import Selector, filter_trainable, no_match_error
+
+    selector = Selector(tuple(pattern or ()), regex)
+    infos = [open_or_fail(p) for p in models]
+    if selector.patterns and (missing := selector.unmatched(infos)):
+        raise no_match_error(missing, infos)
+    make = views.layers_report if by_layer else views.list_report
+    reports = [make(i, filter_trainable(selector.variables(i), trainable)) for i in infos]
+    for info in infos:
+        for w in info.warnings:
+            out.message("warning", f"{info.source}: {w}")
+    render(reports, fmt)
