@@ -144,3 +144,4 @@ def main() -> None:
 # Import order is the order of `varctl --help`.
 from varctl.commands import listing  # noqa: E402,F401,I001
 from varctl.commands import editing  # noqa: E402,F401,I001
+from varctl.commands import ci  # noqa: E402,F401,I001

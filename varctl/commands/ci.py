@@ -1,0 +1,1 @@
+"""`varctl check` / `varctl diff` / `varctl stats`: assertions and comparisons for pipelines."""
