@@ -47,6 +47,24 @@ def weights_member(path):
         return zf.read("model.weights.h5"), zf.read("metadata.json")
 
 
+def model_datasets(path):
+    """Every non-optimizer dataset of a .keras file's weights: name -> (dtype, raw bytes)."""
+    import io
+
+    import h5py
+
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        h5 = h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r")
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+                out[name] = (str(obj.dtype), obj[()].tobytes(), dict(obj.attrs))
+
+        h5.visititems(visit)
+    return out
+
+
 def _set(layers, value):
     for layer in layers:
         layer.trainable = value
@@ -109,7 +127,8 @@ def test_edit_matches_keras(samples_on_path, tmp_path, case, fmt):
     )
     assert listed == want
     if fmt == "keras":
-        assert weights_member(out) == weights_member(src)
+        assert model_datasets(out) == model_datasets(src)
+        assert len(model_datasets(src)) > 0
 
 
 def test_freeze_whole_nested_model(zoo_dir, tmp_path):
@@ -162,6 +181,16 @@ def test_keep_optimizer_state_leaves_keras_warning(samples_on_path, tmp_path):
     assert result.exit_code == 0, result.output
     with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
         keras.saving.load_model(str(out))
+
+
+def test_drop_keeps_weights_member_byte_identical(samples_on_path, tmp_path):
+    src = SAMPLES / "transfer_learning.keras"
+    out = tmp_path / "d.keras"
+    result = run("unfreeze", str(src), "-p", "block_16*", "-o", str(out), "--optimizer-state", "drop")
+    assert result.exit_code == 0, result.output
+    assert weights_member(out) == weights_member(src)
+    model = load_strict(str(out))
+    assert not getattr(model, "compiled", False)
 
 
 def test_noop_freeze_keeps_optimizer_state(samples_on_path, tmp_path):

@@ -68,7 +68,7 @@ OptStateOpt = Annotated[
     str,
     typer.Option(
         "--optimizer-state",
-        help="Stale optimizer state after the trainable set changes: drop (default) or keep.",
+        help="Stale optimizer state after the trainable set changes: remap (default; drop when not certain), drop or keep.",
     ),
 ]
 ModelArg = Annotated[str, typer.Argument(help="The model file (.keras or legacy .h5).", metavar="MODEL")]

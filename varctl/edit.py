@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import shutil
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -21,9 +22,10 @@ from typing import Any
 
 from varctl.errors import OutputError, UsageError
 from varctl.model import Layer, ModelInfo, Variable
+from varctl.optimizer import Slot
 
 _COPY_CHUNK = 1 << 20
-OPTIMIZER_STATE_MODES = ("drop", "keep")
+OPTIMIZER_STATE_MODES = ("remap", "drop", "keep")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Plan:
     changes: list[Change]
     notes: list[str] = field(default_factory=list)  # things the user should know (stderr)
     drop_optimizer: bool = False
+    optimizer: str = "unchanged"  # unchanged | remapped | dropped | kept-stale
+    slots: list[Slot] | None = None  # the remapped optimizer state, when remapped
 
     @property
     def trainable_set_changed(self) -> bool:
@@ -106,7 +110,7 @@ def plan_freeze(
     trainable: bool,
     whole_model: bool = False,
     keep_batchnorm_frozen: bool = False,
-    optimizer_state: str = "drop",
+    optimizer_state: str = "remap",
     path: str,
 ) -> Plan:
     """Plan freezing (trainable=False) or unfreezing (trainable=True) the selected layers.
@@ -117,7 +121,8 @@ def plan_freeze(
         trainable: the state to give them.
         whole_model: also set the top model's own flag (freeze/unfreeze everything).
         keep_batchnorm_frozen: when unfreezing, leave BatchNormalization layers frozen.
-        optimizer_state: "drop" (default) or "keep" stale optimizer state.
+        optimizer_state: what to do with optimizer state that no longer matches the trainable
+            set: "remap" (default; falls back to "drop" when not certain), "drop" or "keep".
         path: the model file (re-read to predict the result).
 
     Returns:
@@ -168,22 +173,60 @@ def plan_freeze(
         config.get("compile_config") is not None if info.format == "keras" else _h5_compiled(path)
     )
     if plan.trainable_set_changed and has_optimizer:
-        if optimizer_state == "drop":
-            plan.drop_optimizer = True
-            if info.format == "keras":
-                config.pop("compile_config", None)
-            notes.append(
-                "the trainable set changed, so the saved optimizer state no longer matches it: "
-                "dropped it with the compile settings (the file loads cleanly, uncompiled; call "
-                "model.compile(...) before fit). Use --optimizer-state keep to leave it (Keras will "
-                "then warn and skip it)"
-            )
-        else:
-            notes.append(
-                "kept stale optimizer state: Keras will warn 'Skipping variable loading for "
-                "optimizer' and start the optimizer afresh"
-            )
+        _plan_optimizer(plan, optimizer_state, path)
     return plan
+
+
+def _plan_optimizer(plan: Plan, mode: str, path: str) -> None:
+    """Decide what happens to optimizer state saved for the old trainable set."""
+    from varctl import optimizer
+    from varctl.formats.keras_zip import optimizer_slots
+
+    if mode == "keep":
+        plan.optimizer = "kept-stale"
+        plan.notes.append(
+            "kept stale optimizer state: Keras will warn 'Skipping variable loading for optimizer' "
+            "and start the optimizer afresh"
+        )
+        return
+    why = None
+    if mode == "remap":
+        if plan.before.format != "keras":
+            why = "remapping is done for .keras files only"
+        else:
+            entry = (plan.config.get("compile_config") or {}).get("optimizer")
+            layout = optimizer.layout_for(entry)
+            old = optimizer.trainable_order(plan.before)
+            new = optimizer.trainable_order(plan.after)
+            saved = optimizer_slots(path)
+            if layout is None:
+                name = entry.get("class_name") if isinstance(entry, dict) else entry
+                why = f"the slot layout of optimizer {name!r} is not known to varctl"
+            elif old is None or new is None:
+                why = "the order of the model's trainable variables is not certain"
+            elif saved is None:
+                why = "the file has no readable optimizer state"
+            else:
+                plan.slots = optimizer.remap(saved, layout, old, new)
+                if plan.slots is None:
+                    why = "the saved optimizer state does not match the model's trainable variables"
+        if why is None:
+            plan.optimizer = "remapped"
+            fresh = sum(1 for s in plan.slots or [] if s.source is None)
+            plan.notes.append(
+                "the trainable set changed: remapped the optimizer state (still-trainable variables "
+                f"keep their slots; {fresh} fresh slot(s) for newly trainable ones)"
+            )
+            return
+    plan.drop_optimizer = True
+    plan.optimizer = "dropped"
+    if plan.before.format == "keras":
+        plan.config.pop("compile_config", None)
+    plan.notes.append(
+        "the trainable set changed, so the saved optimizer state no longer matches it: dropped it "
+        "with the compile settings (the file loads cleanly, uncompiled: call model.compile(...) "
+        f"before fit){f' — could not remap: {why}' if why else ''}"
+    )
 
 
 def _h5_compiled(path: str) -> bool:
@@ -261,21 +304,94 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _write_keras(src: str, tmp: str, config: Any) -> None:
-    new_config = json.dumps(config).encode("utf-8")  # Keras writes json.dumps() defaults too
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", allowZip64=True) as zout:
+def _copy_range(fsrc: Any, fdst: Any, start: int, length: int) -> None:
+    fsrc.seek(start)
+    left = length
+    while left > 0:
+        chunk = fsrc.read(min(_COPY_CHUNK, left))
+        if not chunk:
+            raise OutputError("the input file changed or shrank while it was being copied")
+        fdst.write(chunk)
+        left -= len(chunk)
+
+
+def _raw_copy(fsrc: Any, zout: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Copy a member's local header and data byte for byte. False if it must be re-encoded."""
+    if info.flag_bits & 0x08:  # sizes in a trailing data descriptor: let zipfile re-encode it
+        return False
+    fsrc.seek(info.header_offset)
+    header = fsrc.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        return False
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    out_info = copy.copy(info)
+    fp = zout.fp
+    assert fp is not None
+    out_info.header_offset = fp.tell()
+    _copy_range(fsrc, fp, info.header_offset, 30 + name_len + extra_len + info.compress_size)
+    # zipfile writes the central directory from filelist when the archive is closed.
+    zout.filelist.append(out_info)
+    zout.NameToInfo[out_info.filename] = out_info
+    zout.start_dir = fp.tell()
+    return True
+
+
+def _stream_copy(
+    zin: zipfile.ZipFile, zout: zipfile.ZipFile, info: zipfile.ZipInfo, data: Any = None
+) -> None:
+    out_info = copy.copy(info)
+    big = info.file_size > 0x7FFFFFFF
+    with zin.open(info) if data is None else open(data, "rb") as fin:
+        if data is not None:
+            out_info.file_size = os.fstat(fin.fileno()).st_size
+            big = out_info.file_size > 0x7FFFFFFF
+        with zout.open(out_info, "w", force_zip64=big) as fout:
+            shutil.copyfileobj(fin, fout, _COPY_CHUNK)
+
+
+def _remap_weights(path: str, slots: list[Slot]) -> None:
+    """Rewrite `optimizer/vars` of a weights HDF5 copy: copy kept slots, create fresh ones."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r+", locking=False) as h5:
+        opt = h5["optimizer"]
+        attrs = dict(opt["vars"].attrs)
+        opt.move("vars", "_varctl_old_vars")
+        old = opt["_varctl_old_vars"]
+        new = opt.create_group("vars")
+        for key, value in attrs.items():
+            new.attrs[key] = value
+        for i, slot in enumerate(slots):
+            if slot.source is not None:
+                opt.copy(old[str(slot.source)], new, name=str(i))  # HDF5-level copy, not via numpy
+            else:
+                new.create_dataset(str(i), data=np.full(slot.shape, slot.fill, dtype=slot.dtype))
+        del opt["_varctl_old_vars"]
+
+
+def _write_keras(src: str, tmp: str, plan: Plan) -> None:
+    new_config = json.dumps(plan.config).encode("utf-8")  # Keras writes json.dumps() defaults too
+    folder = os.path.dirname(tmp)
+    with (
+        open(src, "rb") as fsrc,
+        zipfile.ZipFile(src) as zin,
+        zipfile.ZipFile(tmp, "w", allowZip64=True) as zout,
+    ):
         for info in zin.infolist():
             if info.filename == "config.json":
-                out_info = copy.copy(info)
-                out_info.file_size = len(new_config)
-                zout.writestr(out_info, new_config)
-                continue
-            # Stream the member (weights may be GBs); stored members are copied unchanged.
-            with (
-                zin.open(info) as fin,
-                zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as fout,
-            ):
-                shutil.copyfileobj(fin, fout, _COPY_CHUNK)
+                zout.writestr(copy.copy(info), new_config)
+            elif info.filename == "model.weights.h5" and plan.slots is not None:
+                fd, weights = tempfile.mkstemp(prefix=".varctl-", suffix=".h5", dir=folder)
+                try:
+                    with os.fdopen(fd, "wb") as f, zin.open(info) as fin:
+                        shutil.copyfileobj(fin, f, _COPY_CHUNK)
+                    _remap_weights(weights, plan.slots)
+                    _stream_copy(zin, zout, info, data=weights)
+                finally:
+                    _unlink(weights)
+            elif not _raw_copy(fsrc, zout, info):
+                _stream_copy(zin, zout, info)
 
 
 def _own_trainable(info: ModelInfo, layers: dict[str, Layer], v: Variable) -> bool:
@@ -356,6 +472,6 @@ def apply(plan: Plan, src: str, dst: str) -> None:
     """Write the planned model to `dst` (may equal `src`) atomically."""
     with atomic_output(dst, like=src) as tmp:
         if plan.before.format == "keras":
-            _write_keras(src, tmp, plan.config)
+            _write_keras(src, tmp, plan)
         else:
             _write_h5(src, tmp, plan)

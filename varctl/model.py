@@ -60,6 +60,7 @@ class Layer:
     known: bool = True  # varctl knows the variable names of this class
     pointer: tuple[str | int, ...] | None = None  # keys from the config root to its entry
     index: int | None = None  # position in its container's `layers` (model.layers order)
+    attr: str | None = None  # for a sublayer held in an attribute: the attribute's name
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Repo
             for c in plan.changes
         ],
         "trainable_params": {"before": tb["trainable"], "after": ta["trainable"]},
-        "optimizer_state": "dropped" if plan.drop_optimizer else "unchanged",
+        "optimizer_state": plan.optimizer,
         "notes": list(plan.notes),
     }
     title = (

@@ -102,7 +102,7 @@ def freeze(
     output: OutputOpt = None,
     in_place: InPlaceOpt = False,
     dry_run: DryRunOpt = False,
-    optimizer_state: OptStateOpt = "drop",
+    optimizer_state: OptStateOpt = "remap",
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Freeze layers (and everything inside them) and re-save.  Example: varctl freeze m.keras -p 'dense_*' -o frozen.keras"""
@@ -139,7 +139,7 @@ def unfreeze(
     in_place: InPlaceOpt = False,
     dry_run: DryRunOpt = False,
     keep_batchnorm_frozen: KeepBnOpt = False,
-    optimizer_state: OptStateOpt = "drop",
+    optimizer_state: OptStateOpt = "remap",
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Make layers trainable (and their enclosing models) and re-save.  Example: varctl unfreeze tl.keras -p 'block_16*' --in-place"""

@@ -222,6 +222,15 @@ _SPECS: dict[str, Callable[[Config], LayerSpec]] = {
 }
 
 
+# The order in which a layer tracks its attribute sublayers (`layer._layers`), which decides
+# `model.variables` order and so the optimizer's slot order. Classes with one sublayer need no
+# entry; a class with several that is missing here makes optimizer remapping fall back to drop.
+TRACKING_ORDER: dict[str, tuple[str, ...]] = {
+    "MultiHeadAttention": ("query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"),
+    "Bidirectional": ("forward_layer", "backward_layer"),
+}
+
+
 def class_and_config(entry: Config) -> tuple[str, Config]:
     """(class_name, config) of a serialized Keras object, tolerating odd shapes."""
     cls = entry.get("class_name")

@@ -341,3 +341,27 @@ class _Walker:
         except Exception as e:
             raise UnreadableModel(f"corrupt HDF5 group '{group.name}': {e}") from e
         return not found
+
+
+def optimizer_slots(path: str) -> list[tuple[tuple[int, ...], str]] | None:
+    """(shape, dtype) of each saved `optimizer/vars/<i>` in index order (metadata only), or None."""
+    with zipfile.ZipFile(path) as zf:
+        members = check_members(zf)
+        if _VARS_FILENAME_H5 not in members:
+            return None
+        with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:
+            opt = _h5safe.get_group(h5, "optimizer")
+            group = _h5safe.get_group(opt, "vars") if opt is not None else None
+            if group is None:
+                return None
+            keys = _h5safe.member_names(group, _h5safe.Budget())
+            if not all(k.isdigit() for k in keys) or sorted(map(int, keys)) != list(range(len(keys))):
+                return None
+            out = []
+            for k in range(len(keys)):
+                ds = _h5safe.get_dataset(group, str(k))
+                if ds is None:
+                    return None
+                shape, dtype, _ = _h5safe.dataset_meta(ds)
+                out.append((shape, dtype))
+            return out

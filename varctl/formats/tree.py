@@ -343,6 +343,7 @@ class Tree:
                 parent=n.parent.path or None if n.parent is not None else None,
                 known=n.known,
                 pointer=n.pointer,
+                attr=n.attr,
                 index=n.parent.list_children.index(n) if n.parent and n in n.parent.list_children else None,
             )
             for n in self.root.walk()[1:]

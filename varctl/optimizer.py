@@ -1,0 +1,162 @@
+"""Optimizer state in a saved model: which slot belongs to which variable, and remapping it.
+
+Keras saves `optimizer.variables` as `optimizer/vars/0..n`: `iteration`, `learning_rate`, then,
+when the optimizer accumulates gradients, one `gradient_accumulator` per trainable variable, then
+the slots created by `add_optimizer_variables(trainable_variables, names)` — interleaved per
+variable within one call (Adam: m1, v1, m2, v2, ...), one call after another — then a few
+optimizer-wide extras (Nadam's `u_product`). Trainable variables are taken in
+`model.trainable_variables` order. Each layout below was checked against Keras's own optimizers in
+tests/test_optimizer_state.py; anything else is not remapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from varctl.formats.catalog import TRACKING_ORDER
+from varctl.model import Layer, ModelInfo, Variable
+
+
+@dataclass(frozen=True)
+class Layout:
+    calls: tuple[tuple[str, ...], ...]  # slot names per add_optimizer_variables call
+    fresh: dict[str, float] = field(default_factory=dict)  # initial value per slot (default 0)
+    accumulate: bool = False  # a gradient_accumulator block precedes the slots
+    extras: int = 0  # optimizer-wide scalars after the slots (kept as they are)
+
+
+def layout_for(optimizer: Any) -> Layout | None:
+    """The slot layout of a serialized Keras optimizer, or None when it is not known for certain."""
+    if not isinstance(optimizer, dict) or optimizer.get("module") not in (None, "keras.optimizers"):
+        return None
+    cls = optimizer.get("class_name")
+    cfg = optimizer.get("config") or {}
+    if not isinstance(cfg, dict) or cfg.get("use_ema"):
+        return None  # EMA averages are initialised from the variables: not remapped
+    accumulate = bool(cfg.get("gradient_accumulation_steps"))
+    init = float(cfg.get("initial_accumulator_value", 0.1) or 0.0)
+    if cls == "SGD":
+        calls: tuple[tuple[str, ...], ...] = (("momentum",),) if cfg.get("momentum") else ()
+        return Layout(calls, accumulate=accumulate)
+    if cls in ("Adam", "AdamW"):
+        calls = (("momentum", "velocity"),) + ((("velocity_hat",),) if cfg.get("amsgrad") else ())
+        return Layout(calls, accumulate=accumulate)
+    if cls == "RMSprop":
+        calls = (("velocity",),)
+        if cfg.get("momentum"):
+            calls += (("momentum",),)
+        if cfg.get("centered"):
+            calls += (("average_gradient",),)
+        return Layout(calls, accumulate=accumulate)
+    if cls == "Adagrad":
+        return Layout((("accumulator",),), {"accumulator": init}, accumulate=accumulate)
+    if cls == "Nadam":
+        return Layout((("momentum", "velocity"),), accumulate=accumulate, extras=1)
+    if cls == "Adamax":
+        return Layout((("momentum", "norm"),), accumulate=accumulate)
+    if cls == "Adadelta":
+        return Layout((("accumulated_grad", "accumulated_delta_var"),), accumulate=accumulate)
+    if cls == "Lion":
+        return Layout((("momentum",),), accumulate=accumulate)
+    if cls == "Ftrl":
+        return Layout((("accumulator", "linear"),), {"accumulator": init}, accumulate=accumulate)
+    return None
+
+
+def trainable_order(info: ModelInfo) -> list[Variable] | None:
+    """`model.trainable_variables` (after Keras loads the file) in order, or None if not certain.
+
+    Keras orders `model.variables` by each layer's own variables, then its tracked sublayers
+    (`_layers`) recursively; for Functional and Sequential that is `model.layers`.
+    """
+    children: dict[str | None, list[Layer]] = {}
+    for layer in info.layers:
+        children.setdefault(layer.parent, []).append(layer)
+    own: dict[str, list[Variable]] = {}
+    for v in info.variables:
+        own.setdefault(v.layer, []).append(v)
+    by_path = {l.path: l for l in info.layers}
+    out: list[Variable] = []
+
+    def ordered(parent: str | None) -> list[Layer] | None:
+        kids = children.get(parent, [])
+        listed = sorted((k for k in kids if k.index is not None), key=lambda k: k.index or 0)
+        attrs = [k for k in kids if k.index is None]
+        if len(attrs) > 1:
+            cls = by_path[parent].class_name if parent is not None else info.class_name
+            order = TRACKING_ORDER.get(cls)
+            if order is None or any(a.attr not in order for a in attrs):
+                return None
+            attrs.sort(key=lambda a: order.index(a.attr or ""))
+        return listed + attrs
+
+    def walk(path: str | None) -> bool:
+        out.extend(own.get(path or "", []))
+        kids = ordered(path)
+        if kids is None:
+            return False
+        return all(walk(k.path) for k in kids)
+
+    if not walk(None):
+        return None
+    return [v for v in out if v.trainable]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One entry of the new optimizer state: a copy of old entry `source`, or a fresh array."""
+
+    source: int | None  # index in the old `optimizer/vars`; None = fresh
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+    fill: float = 0.0
+
+
+def remap(
+    saved: Sequence[tuple[tuple[int, ...], str]],
+    layout: Layout,
+    old: Sequence[Variable],
+    new: Sequence[Variable],
+) -> list[Slot] | None:
+    """The new optimizer state for trainable set `new`, from the state saved for trainable set `old`.
+
+    Args:
+        saved: (shape, dtype) of each saved `optimizer/vars/<i>`, in index order (metadata only).
+        layout: the optimizer's slot layout.
+        old, new: trainable variables in `model.trainable_variables` order, before and after.
+
+    Returns:
+        One Slot per new state entry: still-trainable variables keep their slots, newly trainable
+        ones get fresh slots, and the step counter, learning rate and extras are kept. None when
+        `saved` does not have exactly the layout's shape for `old`: nothing is certain then.
+    """
+    per_var = sum(len(c) for c in layout.calls)
+    expected = 2 + (len(old) if layout.accumulate else 0) + per_var * len(old) + layout.extras
+    if len(saved) != expected:
+        return None
+    blocks: list[tuple[str, ...]] = [("gradient_accumulator",)] if layout.accumulate else []
+    blocks += list(layout.calls)
+    index: dict[tuple[str, str], int] = {}
+    pos = 2
+    for names in blocks:
+        for v in old:
+            for name in names:
+                if tuple(saved[pos][0]) != tuple(v.shape):
+                    return None
+                index[(v.path, name)] = pos
+                pos += 1
+    out = [Slot(0), Slot(1)]
+    for names in blocks:
+        for v in new:
+            for name in names:
+                source = index.get((v.path, name))
+                if source is None:
+                    if v.dtype == "bfloat16":
+                        return None  # numpy cannot write it; Keras stores it as an opaque type
+                    out.append(Slot(None, tuple(v.shape), v.dtype, layout.fresh.get(name, 0.0)))
+                else:
+                    out.append(Slot(source))
+    out += [Slot(i) for i in range(pos, len(saved))]
+    return out
