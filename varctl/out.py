@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 
@@ -40,3 +42,26 @@ def clean(text: str) -> str:
 def message(kind: str, text: str) -> None:
     """`varctl: warning: ...` on stderr, never interpreted as rich markup."""
     err().print(f"varctl: {kind}: {clean(text)}", markup=False, highlight=False, soft_wrap=True)
+
+
+# Reads smaller than this finish before a bar would be worth drawing.
+PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+
+
+@contextmanager
+def progress(total_bytes: int, label: str) -> Iterator[Callable[[int], None]]:
+    """An `advance(nbytes)` callback drawing a bar on stderr: only on a TTY, only for large reads.
+
+    The bar is transient (erased when done), so it never mixes with data or messages.
+    """
+    console = err()
+    if not console.is_terminal or total_bytes < PROGRESS_MIN_BYTES:
+        yield lambda _n: None
+        return
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(escape(clean(label)), total=total_bytes)
+        yield lambda n: bar.advance(task, n)

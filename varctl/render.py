@@ -66,9 +66,22 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def _number(value: Any) -> str | None:
+    """Thousands separators for ints, 6 significant digits for floats; None if not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return None
+
+
 def _table_cell(col: Column, value: Any) -> Text:
-    if col.numeric and isinstance(value, int) and not isinstance(value, bool):
-        return Text(f"{value:,}")
+    if col.numeric and (number := _number(value)) is not None:
+        return Text(number)
+    if col.key == "status" and value in ("pass", "FAIL"):
+        return Text(value, style="green" if value == "pass" else "bold red")
     if col.key == "trainable" or col.key == "state":
         styles = {True: ("✓", "green"), False: ("✗", "red"), None: ("?", "yellow")}
         if value in styles:
@@ -115,7 +128,8 @@ def _markdown(report: Report) -> str:
         cells = []
         for c in report.columns:
             v = row.get(c.key)
-            cells.append(f"{v:,}" if c.numeric and isinstance(v, int) else esc(_plain(v)))
+            number = _number(v) if c.numeric else None
+            cells.append(number if number is not None else esc(_plain(v)))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.extend(f"{esc(s)}  " for s in report.summary)

@@ -1,1 +1,203 @@
 """`varctl check` / `varctl diff` / `varctl stats`: assertions and comparisons for pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from varctl import out
+from varctl.cli import FormatOpt, PathsArg, PatternOpt, RegexOpt, app, handle_errors, open_or_fail
+from varctl.errors import EXIT_FOUND, VarctlError
+from varctl.render import Format, Report
+
+if TYPE_CHECKING:
+    from varctl.model import ModelInfo
+
+FrozenOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--frozen",
+        metavar="PATTERN",
+        help="Every variable in layers matching PATTERN must be frozen. Repeatable.",
+    ),
+]
+TrainableOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trainable",
+        metavar="PATTERN",
+        help="Every variable in layers matching PATTERN must be trainable (moving statistics and other "
+        "never-trainable variables are not counted). Repeatable.",
+    ),
+]
+MaxParamsOpt = Annotated[
+    int | None, typer.Option("--max-trainable-params", metavar="N", min=0, help="At most N trainable params.")
+]
+MinParamsOpt = Annotated[
+    int | None,
+    typer.Option("--min-trainable-params", metavar="N", min=0, help="At least N trainable params."),
+]
+FiniteOpt = Annotated[
+    bool, typer.Option("--finite", help="No NaN or Inf value in any selected variable (reads values).")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show assertions that hold, and warnings.")
+]
+TrainableFilterOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--trainable/--frozen", help="Keep only trainable (or only frozen) variables.", show_default=False
+    ),
+]
+ValuesOpt = Annotated[
+    bool, typer.Option("--values", help="Also compare values (max |A-B|, differing elements).")
+]
+AtolOpt = Annotated[
+    float,
+    typer.Option(
+        "--atol", min=0.0, help="With --values: elements within this absolute difference are equal."
+    ),
+]
+SideArg = Annotated[str, typer.Argument(help="A model file (.keras or legacy .h5).", show_default=False)]
+
+
+def _error(e: VarctlError) -> None:
+    out.message("error", e.message)
+    if e.hint:
+        out.message("hint", e.hint)
+
+
+def _run_each(
+    paths: list[str],
+    fmt: Format,
+    schema: str,
+    work: Callable[[ModelInfo], tuple[Report | None, int]],
+    *,
+    selector: object | None = None,
+    warnings: bool = True,
+) -> None:
+    """Run `work` on every model and render the reports in argument order.
+
+    One model that cannot be read (or read further) is reported on stderr, and as an `error`
+    document in JSON, without hiding the others; the exit code is the worst of all models.
+    A `selector` whose patterns match no layer in any readable model is a usage error (exit 2).
+    """
+    from varctl.model import ModelInfo
+    from varctl.render import render
+    from varctl.select import Selector, no_match_error
+    from varctl.views import error_report
+
+    opened: list[ModelInfo | VarctlError] = []
+    for p in paths:
+        try:
+            opened.append(open_or_fail(p))
+        except VarctlError as e:
+            opened.append(e)
+    infos = [i for i in opened if isinstance(i, ModelInfo)]
+    if isinstance(selector, Selector) and selector.patterns and infos:
+        if missing := selector.unmatched(infos):
+            raise no_match_error(missing, infos)
+    reports: list[Report] = []
+    worst = 0
+    for path, item in zip(paths, opened, strict=True):
+        if isinstance(item, ModelInfo):
+            if warnings:
+                for w in item.warnings:
+                    out.message("warning", f"{item.source}: {w}")
+            try:
+                report, code = work(item)
+            except VarctlError as e:
+                item = e
+            else:
+                reports += [report] if report is not None else []
+                worst = max(worst, code)
+                continue
+        _error(item)
+        worst = max(worst, item.exit_code)
+        if fmt is Format.json:
+            reports.append(error_report(schema, path, item.message))
+    render(reports, fmt)
+    if worst:
+        raise typer.Exit(worst)
+
+
+@app.command("check")
+@handle_errors
+def check(
+    models: PathsArg,
+    frozen: FrozenOpt = None,
+    trainable: TrainableOpt = None,
+    max_trainable_params: MaxParamsOpt = None,
+    min_trainable_params: MinParamsOpt = None,
+    finite: FiniteOpt = False,
+    pattern: PatternOpt = None,
+    regex: RegexOpt = False,
+    verbose: VerboseOpt = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Assert trainable state, parameter budgets and finite values; exit 1 if any fails, quiet if all hold.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite"""
+    from varctl import ci, views
+
+    assertions = ci.Assertions(
+        tuple(frozen or ()), tuple(trainable or ()), max_trainable_params, min_trainable_params, finite,
+        tuple(pattern or ()), regex,
+    )  # fmt: skip
+    quiet = fmt is Format.table and not verbose
+
+    def work(info: ModelInfo) -> tuple[Report | None, int]:
+        with out.progress(ci.bytes_to_read(info, assertions), f"check {info.source}") as advance:
+            result = ci.check(info, assertions, advance)
+        code = 0 if result.ok else EXIT_FOUND
+        return (None if quiet and result.ok else views.check_report(result, failures_only=quiet)), code
+
+    _run_each(models, fmt, views.CHECK_SCHEMA, work, warnings=verbose)
+
+
+@app.command("diff")
+@handle_errors
+def diff(
+    a: SideArg,
+    b: SideArg,
+    values: ValuesOpt = False,
+    atol: AtolOpt = 0.0,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Show variables added, removed or changed (shape, dtype, trainable, values) from A to B; exit 1 if any.  Example: varctl diff old.keras new.h5 --values"""
+    from varctl import ci, views
+    from varctl.render import render
+
+    info_a, info_b = open_or_fail(a), open_or_fail(b)
+    with out.progress(ci.diff_bytes(info_a, info_b) if values else 0, "comparing values") as advance:
+        result = ci.diff(info_a, info_b, values=values, atol=atol, progress=advance)
+    if result.identical and fmt is Format.table:
+        compared = "values compared" if values else "values not compared: add --values"
+        out.message("info", f"{a} and {b}: no differences in {len(result.entries):,} variables ({compared})")
+    else:
+        render([views.diff_report(result)], fmt)
+    if not result.identical:
+        raise typer.Exit(EXIT_FOUND)
+
+
+@app.command("stats")
+@handle_errors
+def stats(
+    models: PathsArg,
+    pattern: PatternOpt = None,
+    regex: RegexOpt = False,
+    trainable: TrainableFilterOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Per-variable min, max, mean, std, fraction of zeros, NaN and Inf counts, read in bounded chunks.  Example: varctl stats m.keras -p 'dense*' -f json"""
+    from varctl import ci, views
+    from varctl.select import Selector, filter_trainable
+
+    selector = Selector(tuple(pattern or ()), regex)
+
+    def work(info: ModelInfo) -> tuple[Report | None, int]:
+        chosen = filter_trainable(selector.variables(info), trainable)
+        with out.progress(sum(v.nbytes for v in chosen), f"stats {info.source}") as advance:
+            return views.stats_report(info, ci.stats(info, chosen, advance)), 0
+
+    _run_each(models, fmt, views.STATS_SCHEMA, work, selector=selector)
