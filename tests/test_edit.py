@@ -256,3 +256,21 @@ def test_unwritable_target_folder_is_exit_4(tmp_path):
     )
     assert result.exit_code == 4
     assert "cannot write" in result.stderr
+
+
+def test_verify_confirms_with_keras(samples_on_path, tmp_path):
+    out = tmp_path / "v.keras"
+    result = run(
+        "unfreeze", str(SAMPLES / "transfer_learning.keras"), "-p", "block_16*", "-o", str(out), "--verify"
+    )
+    assert result.exit_code == 0, result.output
+    assert "verified with Keras" in result.stderr
+
+
+def test_verify_failure_writes_nothing(samples_on_path, tmp_path):
+    out = tmp_path / "v.keras"
+    args = ["unfreeze", str(SAMPLES / "transfer_learning.keras"), "-p", "block_16*", "-o", str(out)]
+    result = run(*args, "--verify", "--optimizer-state", "keep")
+    assert result.exit_code == 4, result.output
+    assert "Skipping variable loading for optimizer" in result.stderr
+    assert list(tmp_path.iterdir()) == []

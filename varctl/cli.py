@@ -71,6 +71,9 @@ OptStateOpt = Annotated[
         help="Stale optimizer state after the trainable set changes: remap (default; drop when not certain), drop or keep.",
     ),
 ]
+VerifyOpt = Annotated[
+    bool, typer.Option("--verify", help="Load the result with Keras (needs TensorFlow) and check it.")
+]
 ModelArg = Annotated[str, typer.Argument(help="The model file (.keras or legacy .h5).", metavar="MODEL")]
 
 

@@ -15,7 +15,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -260,21 +260,26 @@ def _check_result(
 
 
 @contextmanager
-def atomic_output(target: str, like: str) -> Iterator[str]:
+def atomic_output(target: str, like: str, check: Callable[[str], None] | None = None) -> Iterator[str]:
     """Yield a temp path in the target's folder; on success fsync it and rename it over `target`.
 
     The original file (and `target`, if it exists) is untouched on any failure, and the temp file
-    is removed. `target` that is a symlink is resolved, so the link is kept and its file edited.
+    is removed. `check(temp_path)` runs on the finished temp file before the rename. `target` that is a symlink is resolved, so the link is kept and its file edited.
     """
     real = os.path.realpath(target)
     folder = os.path.dirname(real) or "."
+    _remove_orphans(folder)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".varctl-", suffix=".tmp", dir=folder)
+        # The temp name keeps the target's extension: Keras only loads `.keras` files by name.
+        ext = os.path.splitext(real)[1]
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", suffix=f".tmp{ext}", dir=folder)
     except OSError as e:
         raise OutputError(f"cannot write in '{folder}': {e.strerror or e}") from e
     os.close(fd)
     try:
         yield tmp
+        if check is not None:
+            check(tmp)
         st = os.stat(like)
         os.chmod(tmp, st.st_mode & 0o7777)
         try:
@@ -295,6 +300,33 @@ def atomic_output(target: str, like: str) -> Iterator[str]:
     except BaseException:
         _unlink(tmp)
         raise
+
+
+_TEMP_PREFIX = ".varctl-"
+
+
+def _remove_orphans(folder: str) -> None:
+    """Delete temp files left by varctl processes that died mid-write (kill -9, power loss).
+
+    Temp names carry the writer's pid; a file whose process is gone is an orphan. A live
+    process's file is never touched.
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_TEMP_PREFIX):
+            continue
+        pid_text = name[len(_TEMP_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            _unlink(os.path.join(folder, name))
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def _unlink(path: str) -> None:
@@ -382,7 +414,9 @@ def _write_keras(src: str, tmp: str, plan: Plan) -> None:
             if info.filename == "config.json":
                 zout.writestr(copy.copy(info), new_config)
             elif info.filename == "model.weights.h5" and plan.slots is not None:
-                fd, weights = tempfile.mkstemp(prefix=".varctl-", suffix=".h5", dir=folder)
+                fd, weights = tempfile.mkstemp(
+                    prefix=f"{_TEMP_PREFIX}{os.getpid()}-", suffix=".h5", dir=folder
+                )
                 try:
                     with os.fdopen(fd, "wb") as f, zin.open(info) as fin:
                         shutil.copyfileobj(fin, f, _COPY_CHUNK)
@@ -468,10 +502,66 @@ def _write_h5(src: str, tmp: str, plan: Plan) -> None:
         raise OutputError(f"cannot rewrite the HDF5 copy: {e}") from e
 
 
-def apply(plan: Plan, src: str, dst: str) -> None:
-    """Write the planned model to `dst` (may equal `src`) atomically."""
-    with atomic_output(dst, like=src) as tmp:
+def apply(plan: Plan, src: str, dst: str, *, check: Callable[[str], None] | None = None) -> None:
+    """Write the planned model to `dst` (may equal `src`) atomically.
+
+    Args:
+        plan: from plan_freeze().
+        src: the model file the plan was made from.
+        dst: where to write; the rename over it happens only once the new file is complete.
+        check: called with the finished temp file before the rename (e.g. `verify`); raising
+            leaves `dst` untouched.
+    """
+    with atomic_output(dst, like=src, check=check) as tmp:
         if plan.before.format == "keras":
             _write_keras(src, tmp, plan)
         else:
             _write_h5(src, tmp, plan)
+
+
+def verify(plan: Plan, path: str, shown_as: str | None = None) -> str:
+    """Load the written file with Keras and check it trains exactly the predicted variables.
+
+    Returns a one-line confirmation; raises VerificationFailed otherwise. Imports Keras (and its
+    backend) lazily: only `--verify` pays for it.
+    """
+    import warnings
+
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras
+    except ImportError as e:
+        raise UsageError(
+            "--verify needs Keras with a backend", hint="pip install 'varctl[tensorflow]'"
+        ) from e
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = keras.saving.load_model(path)
+        except Exception as e:  # noqa: BLE001 - any load failure is a failed verification
+            raise VerificationFailed(f"Keras cannot load '{shown_as or path}': {e}") from e
+    problems = [str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning)]
+    names: dict[int, str] = {}
+
+    def walk(layer: Any, prefix: str) -> None:
+        for v in layer._trainable_variables + layer._non_trainable_variables:
+            names.setdefault(id(v), prefix + v.name)
+        for sub in layer._layers:
+            walk(sub, prefix + sub.name + "/")
+
+    walk(model, "")
+    got = sorted(names.get(id(v), v.path) for v in model.trainable_variables)
+    want = sorted(v.path for v in plan.after.variables if v.trainable)
+    if got != want:
+        extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        problems.append(f"Keras trains {extra[:3]} not predicted, and not {missing[:3]}")
+    if problems:
+        raise VerificationFailed(
+            f"verification of '{shown_as or path}' failed, nothing written: {'; '.join(problems)}",
+            hint="--optimizer-state remap (the default) or drop avoids the optimizer warning",
+        )
+    return f"verified with Keras {keras.__version__}: {len(got)} trainable variables, no warnings"
+
+
+class VerificationFailed(OutputError):
+    """Keras disagrees with the written file (exit 4: the output is not what was asked)."""

@@ -16,6 +16,7 @@ from varctl.cli import (
     OutputOpt,
     RegexOpt,
     UptoOpt,
+    VerifyOpt,
     WithinOpt,
     app,
     handle_errors,
@@ -40,6 +41,7 @@ def _edit(
     dry_run: bool,
     keep_batchnorm_frozen: bool,
     optimizer_state: str,
+    verify: bool,
     fmt: Format,
 ) -> None:
     """The shared core of freeze and unfreeze."""
@@ -78,8 +80,10 @@ def _edit(
         path=model,
     )
     target = model if in_place else output
+    verified: list[str] = []
     if not dry_run and target:
-        edit.apply(plan, model, target)
+        check = (lambda tmp: verified.append(edit.verify(plan, tmp, shown_as=target))) if verify else None
+        edit.apply(plan, model, target, check=check)
     for note in plan.notes:
         out.message("note", note)
     render([views.plan_report(plan, action=action, output=None if dry_run else target, dry_run=dry_run)], fmt)
@@ -87,6 +91,8 @@ def _edit(
         out.message(
             "info", f"wrote {target}" if plan.changes or target != model else f"{target}: nothing to change"
         )
+    for line in verified:
+        out.message("info", line)
 
 
 @app.command("freeze")
@@ -103,6 +109,7 @@ def freeze(
     in_place: InPlaceOpt = False,
     dry_run: DryRunOpt = False,
     optimizer_state: OptStateOpt = "remap",
+    verify: VerifyOpt = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Freeze layers (and everything inside them) and re-save.  Example: varctl freeze m.keras -p 'dense_*' -o frozen.keras"""
@@ -121,6 +128,7 @@ def freeze(
         dry_run=dry_run,
         keep_batchnorm_frozen=False,
         optimizer_state=optimizer_state,
+        verify=verify,
         fmt=fmt,
     )
 
@@ -140,6 +148,7 @@ def unfreeze(
     dry_run: DryRunOpt = False,
     keep_batchnorm_frozen: KeepBnOpt = False,
     optimizer_state: OptStateOpt = "remap",
+    verify: VerifyOpt = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Make layers trainable (and their enclosing models) and re-save.  Example: varctl unfreeze tl.keras -p 'block_16*' --in-place"""
@@ -158,5 +167,6 @@ def unfreeze(
         dry_run=dry_run,
         keep_batchnorm_frozen=keep_batchnorm_frozen,
         optimizer_state=optimizer_state,
+        verify=verify,
         fmt=fmt,
     )
