@@ -493,30 +493,39 @@ def test_progress_bar_only_on_a_tty(monkeypatch):
 
 
 def test_pre_commit_hook_from_a_scratch_repository(tmp_path):
+    """A scratch repository uses the hook the way a user's would: `repo:` this repository at its
+    HEAD commit (so the committed hook is tested), installed once by pre-commit, run three times."""
     pytest.importorskip("pre_commit")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not running from a git checkout")
     repo = tmp_path / "scratch"
     repo.mkdir()
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-
-    def git(*args):
-        subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
-
-    git("init", "-q")
-    shutil.copy(SAMPLES / "seed_dense.keras", repo / "m.keras")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    subprocess.run(["git", "init", "-q"], cwd=repo, env=env, check=True)
+    shutil.copy(SAMPLES / "transfer_learning.keras", repo / "m.keras")
     (repo / "bad.h5").write_bytes(b"not a model")
-    git("add", "m.keras", "bad.h5")
+    (repo / "notes.txt").write_text("not matched by the hook's files pattern")
 
-    def try_repo(*files):
-        cmd = [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), "varctl-check", "--files", *files]
-        return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=240)
+    def pre_commit(args, *files):
+        config = (
+            f"repos:\n- repo: {ROOT}\n  rev: {head.stdout.strip()}\n"
+            f"  hooks:\n  - id: varctl-check\n    args: {json.dumps(args)}\n"
+        )
+        (repo / ".pre-commit-config.yaml").write_text(config)
+        cmd = [sys.executable, "-m", "pre_commit", "run", "--files", *files]
+        return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
 
-    good = try_repo("m.keras")
+    good = pre_commit(["--frozen", "mobilenet*"], "m.keras", "notes.txt")
     assert good.returncode == 0, good.stdout + good.stderr
     assert "varctl check" in good.stdout and "Passed" in good.stdout
-    bad = try_repo("m.keras", "bad.h5")
+    over = pre_commit(["--max-trainable-params", "1000"], "m.keras")
+    assert over.returncode == 1, over.stdout + over.stderr
+    assert "1,281 trainable params > max 1,000" in over.stdout
+    bad = pre_commit([], "m.keras", "bad.h5")
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "bad.h5" in bad.stdout and "Failed" in bad.stdout
+    assert "Failed" in bad.stdout and "cannot open 'bad.h5'" in bad.stdout and "exit code: 3" in bad.stdout
 
 
 def test_pre_commit_hooks_file_declares_the_hook():
