@@ -44,26 +44,31 @@ def _without_generic_names(rows):
     return out
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known limit: a custom layer's "
-                "add_weight(trainable=False) is not recorded in the file; the static reader "
-                "assumes trainable and warns",
-            ),
-        )
-        if n == "seed_explicit"
-        else n
-        for n in SAMPLE_NAMES
-    ],
-)
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_sample_keras_matches_keras(samples_on_path, name):
     path = str(SAMPLES / f"{name}.keras")
     got, want = _rows(open_model(path)), keras_oracle.expected(path, compile=True)
     if name.startswith("seed_") and name != "seed_dense":
         got, want = _without_generic_names(got), _without_generic_names(want)
     assert got == want
+
+
+def test_custom_nontrainable_without_optimizer_state_is_assumed_trainable(samples_on_path, tmp_path):
+    """Without a trained optimizer nothing records add_weight(trainable=False): varctl says so."""
+    import keras
+
+    model = keras_oracle.load(str(SAMPLES / "seed_explicit.keras"), compile=False)
+    path = tmp_path / "uncompiled.keras"
+    model.save(path)
+    info = open_model(str(path))
+    assert [v.trainable for v in info.variables] == [True, True]
+    assert any("assumed trainable" in w for w in info.warnings)
+    assert [v.trainable for v in model.weights] == [True, False]  # what Keras really has
+    del keras
+
+
+def test_optimizer_inference_names_the_variable(samples_on_path):
+    info = open_model(str(SAMPLES / "seed_explicit.keras"))
+    assert [v.trainable for v in info.variables] == [True, False]
+    assert "inferred from the saved optimizer state" in (info.variables[1].reason or "")
+    assert any("explicit_variables/vars/1" in w for w in info.warnings)

@@ -12,7 +12,7 @@ tests/test_optimizer_state.py; anything else is not remapped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from varctl.formats.catalog import TRACKING_ORDER
@@ -66,7 +66,13 @@ def layout_for(optimizer: Any) -> Layout | None:
 
 
 def trainable_order(info: ModelInfo) -> list[Variable] | None:
-    """`model.trainable_variables` (after Keras loads the file) in order, or None if not certain.
+    """`model.trainable_variables` (after Keras loads the file) in order, or None if not certain."""
+    order = model_order(info)
+    return None if order is None else [v for v in order if v.trainable]
+
+
+def model_order(info: ModelInfo) -> list[Variable] | None:
+    """`model.variables` order (weights only), or None if not certain.
 
     Keras orders `model.variables` by each layer's own variables, then its tracked sublayers
     (`_layers`) recursively; for Functional and Sequential that is `model.layers`.
@@ -101,7 +107,7 @@ def trainable_order(info: ModelInfo) -> list[Variable] | None:
 
     if not walk(None):
         return None
-    return [v for v in out if v.trainable]
+    return out
 
 
 @dataclass(frozen=True)
@@ -160,3 +166,95 @@ def remap(
                     out.append(Slot(source))
     out += [Slot(i) for i in range(pos, len(saved))]
     return out
+
+
+INFERRED = "created non-trainable (inferred from the saved optimizer state)"
+
+
+def infer_unknown(
+    info: ModelInfo, layout: Layout | None, saved: Sequence[tuple[tuple[int, ...], str]] | None
+) -> ModelInfo | None:
+    """Settle which variables of unknown (custom) layers are trainable, from the optimizer's slots.
+
+    The file does not record `add_weight(trainable=False)`, but a trained model's optimizer has
+    one slot per trainable variable, in `model.trainable_variables` order, with its shape. Within
+    a layer the trainable variables come first (save order), so only how many of each unknown
+    layer's variables are trainable is open. Returns the settled ModelInfo only when exactly one
+    choice matches the slots; None when nothing changes or nothing is certain.
+    """
+    if layout is None or saved is None or not info.trainable:
+        return None
+    width = len(layout.calls[0]) if layout.calls else 0
+    if width == 0:
+        return None
+    per_var = sum(len(c) for c in layout.calls) + (1 if layout.accumulate else 0)
+    body = len(saved) - 2 - layout.extras
+    if body < 0 or body % per_var:
+        return None
+    count = body // per_var
+    start = 2 + (count if layout.accumulate else 0)
+    shapes = [tuple(saved[start + j * width][0]) for j in range(count)]
+    order = model_order(info)
+    if order is None:
+        return None
+    known = {l.path: l.known for l in info.layers}
+    # Units in model order: a known trainable variable must match the next slot; an unknown
+    # layer contributes a trainable prefix of its variables of any length.
+    units: list[tuple[str, list[Variable]]] = []
+    for v in order:
+        if known.get(v.layer, True):
+            if v.trainable:
+                units.append(("known", [v]))
+        elif v.trainable:
+            if units and units[-1][0] == "unknown" and units[-1][1][0].layer == v.layer:
+                units[-1][1].append(v)
+            else:
+                units.append(("unknown", [v]))
+    if not any(kind == "unknown" for kind, _ in units):
+        return None
+    memo: dict[tuple[int, int], int] = {}
+
+    def ways(u: int, k: int) -> int:
+        if u == len(units):
+            return 1 if k == len(shapes) else 0
+        if (u, k) not in memo:
+            kind, vs = units[u]
+            if kind == "known":
+                ok = k < len(shapes) and shapes[k] == tuple(vs[0].shape)
+                memo[(u, k)] = ways(u + 1, k + 1) if ok else 0
+            else:
+                total, n = 0, 0
+                while True:
+                    total += ways(u + 1, k + n)
+                    if n == len(vs) or k + n >= len(shapes) or shapes[k + n] != tuple(vs[n].shape):
+                        break
+                    n += 1
+                memo[(u, k)] = min(total, 2)
+        return memo[(u, k)]
+
+    if ways(0, 0) != 1:
+        return None
+    frozen: set[str] = set()
+    u, k = 0, 0
+    while u < len(units):
+        kind, vs = units[u]
+        if kind == "known":
+            u, k = u + 1, k + 1
+            continue
+        n = 0
+        while ways(u + 1, k + n) == 0:
+            n += 1
+        frozen.update(v.path for v in vs[n:])
+        u, k = u + 1, k + n
+    if not frozen:
+        return None
+    variables = tuple(
+        replace(v, trainable=False, reason=f"never trainable: {INFERRED}") if v.path in frozen else v
+        for v in info.variables
+    )
+    names = ", ".join(f"`{p}`" for p in sorted(frozen)[:5]) + (" ..." if len(frozen) > 5 else "")
+    note = (
+        f"{names} not trainable: inferred from the saved optimizer state, which holds slots only "
+        "for trainable variables (the file does not record add_weight(trainable=False))"
+    )
+    return replace(info, variables=variables, warnings=(*info.warnings, note))

@@ -176,9 +176,12 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
             if isinstance(meta, dict) and meta.get("keras_version") is not None:
                 keras_version = str(meta["keras_version"])
         tree = Tree(config)
+        slots = None
         if _VARS_FILENAME_H5 in members:
             with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:
                 _Walker(tree).walk_root(h5)
+                if any(not n.known and n.variables for n in tree.root.walk()):
+                    slots = _optimizer_meta(h5)
         elif _SHARDED_INDEX in members or _VARS_FILENAME_NPZ in members:
             raise UnsupportedFormat(
                 "sharded (model.weights.json) and .npz weight stores are not supported yet",
@@ -186,7 +189,13 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
             )
         else:
             raise UnreadableModel("not a Keras archive: no model.weights.h5 inside the zip")
-        return tree.finish(source=source, fmt="keras", keras_version=keras_version)
+        info = tree.finish(source=source, fmt="keras", keras_version=keras_version)
+        if slots is not None and isinstance(config, dict):
+            from varctl import optimizer
+
+            entry = (config.get("compile_config") or {}).get("optimizer")
+            info = optimizer.infer_unknown(info, optimizer.layout_for(entry), slots) or info
+        return info
 
 
 def _name_key(attr: str) -> str:
@@ -343,6 +352,24 @@ class _Walker:
         return not found
 
 
+def _optimizer_meta(h5: h5py.File) -> list[tuple[tuple[int, ...], str]] | None:
+    opt = _h5safe.get_group(h5, "optimizer")
+    group = _h5safe.get_group(opt, "vars") if opt is not None else None
+    if group is None:
+        return None
+    keys = _h5safe.member_names(group, _h5safe.Budget())
+    if not all(k.isdigit() for k in keys) or sorted(map(int, keys)) != list(range(len(keys))):
+        return None
+    out = []
+    for k in range(len(keys)):
+        ds = _h5safe.get_dataset(group, str(k))
+        if ds is None:
+            return None
+        shape, dtype, _ = _h5safe.dataset_meta(ds)
+        out.append((shape, dtype))
+    return out
+
+
 def optimizer_slots(path: str) -> list[tuple[tuple[int, ...], str]] | None:
     """(shape, dtype) of each saved `optimizer/vars/<i>` in index order (metadata only), or None."""
     with zipfile.ZipFile(path) as zf:
@@ -350,18 +377,4 @@ def optimizer_slots(path: str) -> list[tuple[tuple[int, ...], str]] | None:
         if _VARS_FILENAME_H5 not in members:
             return None
         with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:
-            opt = _h5safe.get_group(h5, "optimizer")
-            group = _h5safe.get_group(opt, "vars") if opt is not None else None
-            if group is None:
-                return None
-            keys = _h5safe.member_names(group, _h5safe.Budget())
-            if not all(k.isdigit() for k in keys) or sorted(map(int, keys)) != list(range(len(keys))):
-                return None
-            out = []
-            for k in range(len(keys)):
-                ds = _h5safe.get_dataset(group, str(k))
-                if ds is None:
-                    return None
-                shape, dtype, _ = _h5safe.dataset_meta(ds)
-                out.append((shape, dtype))
-            return out
+            return _optimizer_meta(h5)
