@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from varctl.errors import OutputError, UsageError
+from varctl.errors import OutputError, UnreadableModel, UsageError
 from varctl.model import Layer, ModelInfo, Variable
 from varctl.optimizer import Slot
+from varctl.select import Selector, no_match_error
 
 _COPY_CHUNK = 1 << 20
 OPTIMIZER_STATE_MODES = ("remap", "drop", "keep")
@@ -80,6 +81,29 @@ def _set_flag(config: Any, layer: Layer, value: bool, changes: dict[str, Change]
 
 def _inside(layer: Layer, root: Layer) -> bool:
     return layer.path == root.path or layer.path.startswith(root.path + "/")
+
+
+def choose_layers(
+    info: ModelInfo,
+    selector: Selector,
+    *,
+    first: int | None,
+    upto: str | None,
+    within: str | None,
+    all_layers: bool,
+    action: str,
+) -> list[Layer]:
+    """The layers a freeze/unfreeze names: patterns, --first/--upto (of --in), or --all."""
+    if selector.patterns and (missing := selector.unmatched([info])):
+        raise no_match_error(missing, [info])
+    if all_layers:
+        return [l for l in info.layers if l.parent is None]
+    selected = selector.layers(info)
+    if first is not None or upto is not None:
+        selected += first_layers(info, first, upto, within)
+    if not selected:
+        raise UsageError(f"{action}: say what to change with --pattern, --first/--upto or --all")
+    return selected
 
 
 def first_layers(info: ModelInfo, count: int | None, upto: str | None, within: str | None) -> list[Layer]:
@@ -500,6 +524,56 @@ def _write_h5(src: str, tmp: str, plan: Plan) -> None:
                     del h5["optimizer_weights"]
     except (OSError, ValueError, RuntimeError) as e:
         raise OutputError(f"cannot rewrite the HDF5 copy: {e}") from e
+
+
+class Guard:
+    """Held while a model is read, planned and rewritten: an exclusive lock on the input file and
+    the stat snapshot that proves nobody else changed it meanwhile."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path, self.fd = path, fd
+        self.snapshot = _identity(os.fstat(fd))
+
+    def check_unchanged(self) -> None:
+        try:
+            now = _identity(os.stat(self.path))
+        except OSError as e:
+            raise OutputError(f"'{self.path}' disappeared during the run; nothing written") from e
+        if now != self.snapshot:
+            raise OutputError(f"'{self.path}' was changed by someone else during the run; nothing written")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@contextmanager
+def locked(path: str) -> Iterator[Guard]:
+    """Lock `path` for editing (flock, non-blocking): a second varctl editing it gets an error."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not hang us
+    except OSError as e:
+        reason = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e)).lower()
+        raise UnreadableModel(f"cannot open '{path}': {reason}") from e
+    try:
+        for _ in range(3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputError(
+                    f"'{path}' is being edited by another varctl process", hint="try again when it is done"
+                ) from None
+            # The other process may have renamed a new file over the path while we waited for the
+            # lock on the old one: lock what the path names now.
+            if _identity(os.fstat(fd))[:2] == _identity(os.stat(path))[:2]:
+                break
+            os.close(fd)
+            fd = os.open(path, os.O_RDONLY)
+        yield Guard(path, fd)
+    finally:
+        os.close(fd)
 
 
 def apply(plan: Plan, src: str, dst: str, *, check: Callable[[str], None] | None = None) -> None:

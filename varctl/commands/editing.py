@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from varctl import out
 from varctl.cli import (
     AllOpt,
@@ -48,7 +50,7 @@ def _edit(
     from varctl import edit, views
     from varctl.errors import UsageError
     from varctl.render import render
-    from varctl.select import Selector, no_match_error
+    from varctl.select import Selector
 
     if output and in_place:
         raise UsageError("give either -o/--output or --in-place, not both")
@@ -59,31 +61,26 @@ def _edit(
         )
     if optimizer_state not in edit.OPTIMIZER_STATE_MODES:
         raise UsageError(f"--optimizer-state must be one of {', '.join(edit.OPTIMIZER_STATE_MODES)}")
-    info = open_or_fail(model)
-    selector = Selector(tuple(pattern or ()), regex)
-    if selector.patterns and (missing := selector.unmatched([info])):
-        raise no_match_error(missing, [info])
-    selected = selector.layers(info)
-    if first is not None or upto is not None:
-        selected += edit.first_layers(info, first, upto, within)
-    if not selected and not all_layers:
-        raise UsageError(f"{action}: say what to change with --pattern, --first/--upto or --all")
-    if all_layers:
-        selected = [l for l in info.layers if l.parent is None]
-    plan = edit.plan_freeze(
-        info,
-        selected,
-        trainable=trainable,
-        whole_model=all_layers,
-        keep_batchnorm_frozen=keep_batchnorm_frozen,
-        optimizer_state=optimizer_state,
-        path=model,
-    )
     target = model if in_place else output
     verified: list[str] = []
-    if not dry_run and target:
-        check = (lambda tmp: verified.append(edit.verify(plan, tmp, shown_as=target))) if verify else None
-        edit.apply(plan, model, target, check=check)
+    with contextlib.nullcontext() if dry_run else edit.locked(model) as guard:
+        info = open_or_fail(model)
+        selected = edit.choose_layers(
+            info, Selector(tuple(pattern or ()), regex), first=first, upto=upto, within=within,
+            all_layers=all_layers, action=action,
+        )  # fmt: skip
+        plan = edit.plan_freeze(
+            info, selected, trainable=trainable, whole_model=all_layers, path=model,
+            keep_batchnorm_frozen=keep_batchnorm_frozen, optimizer_state=optimizer_state,
+        )  # fmt: skip
+
+        def check(tmp: str) -> None:  # runs on the finished temp file, before the rename
+            guard.check_unchanged()
+            if verify:
+                verified.append(edit.verify(plan, tmp, shown_as=target))
+
+        if guard is not None and target:
+            edit.apply(plan, model, target, check=check)
     for note in plan.notes:
         out.message("note", note)
     render([views.plan_report(plan, action=action, output=None if dry_run else target, dry_run=dry_run)], fmt)
