@@ -233,6 +233,9 @@ def check(info: ModelInfo, assertions: Assertions, progress: Progress = _no_prog
 # -- stats ------------------------------------------------------------------------------------
 
 
+_BLOCK = 1 << 20  # elements per float64 working copy (8 MiB)
+
+
 @dataclass
 class Accumulator:
     """Streaming min/max/mean/std over the finite values (Chan's parallel Welford, float64), plus
@@ -264,8 +267,11 @@ class Accumulator:
                 self.nan += n_nan
                 self.inf += x.size - n_ok - n_nan
                 x = x[ok]
-        if x.size == 0:
-            return
+        # float64 copies are made a block at a time: the working set stays a fraction of a chunk.
+        for start in range(0, x.size, _BLOCK):
+            self._merge(x[start : start + _BLOCK])
+
+    def _merge(self, x: np.ndarray) -> None:
         xf = x.astype(np.float64)
         n_b = xf.size
         mean_b = float(xf.mean())
