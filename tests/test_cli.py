@@ -22,12 +22,10 @@ FORMATS = ("keras", "h5")
 TL = "transfer_learning"
 BASE = "mobilenetv2_0.35_96"  # the frozen MobileNetV2 nested in transfer_learning
 
-# name: (variables, trainable variables) as Keras reports them (sample_models/README.md), except
-# seed_explicit: a custom layer's add_weight(trainable=False) is not in the file, so varctl assumes
-# trainable and warns (tests/test_oracle.py pins that limit against Keras).
+# name: (variables, trainable variables) as Keras reports them (sample_models/README.md).
 SAMPLE_COUNTS = {
     "seed_dense": (4, 4),
-    "seed_explicit": (2, 2),
+    "seed_explicit": (2, 1),
     "seed_custom_layer": (4, 4),
     "transfer_learning": (262, 2),
     "batchnorm": (12, 8),
@@ -77,8 +75,19 @@ def paths(doc: dict) -> list[str]:
 # -- formats ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("name", sorted(SAMPLE_COUNTS))
+# A custom layer's add_weight(trainable=False) is not in the file: in a .keras archive varctl infers
+# it from the saved optimizer slots; the legacy .h5 reader does not (yet) and assumes trainable.
+H5_EXPLICIT = pytest.mark.xfail(
+    strict=True, reason="h5 reader does not infer seed_explicit's non-trainable bias"
+)
+SAMPLE_CASES = [
+    pytest.param(name, fmt, marks=H5_EXPLICIT if (name, fmt) == ("seed_explicit", "h5") else ())
+    for name in sorted(SAMPLE_COUNTS)
+    for fmt in FORMATS
+]
+
+
+@pytest.mark.parametrize(("name", "fmt"), SAMPLE_CASES)
 def test_json_follows_the_list_schema(name, fmt):
     path = sample(name, fmt)
     result = varctl("list", path, "-f", "json")
