@@ -23,6 +23,8 @@ from varctl.cli import app
 keras_oracle = pytest.importorskip("tests.keras_oracle")
 import keras  # noqa: E402
 
+from tests.zoo import ZOO  # noqa: E402
+
 ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 SAMPLE_NAMES = ["seed_dense", "seed_explicit", "seed_custom_layer", "transfer_learning", "batchnorm"]
 
@@ -343,6 +345,20 @@ def test_stats_match_numpy_on_keras_weights(models, path):
     doc, values = json.loads(result.stdout), keras_values(full)
     assert {v["path"] for v in doc["variables"]} == set(values)
     assert_stats_match_numpy(doc, values)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_stats_match_keras_and_keras_equals_h5(zoo_dir, name):
+    """Every layer kind varctl reads: stats equal numpy on what Keras loads; the .h5 copy has no
+    difference, values included."""
+    path = zoo_dir / f"{name}.keras"
+    doc = as_json(run("stats", path, "-f", "json"))
+    values = keras_values(path)
+    assert {v["path"] for v in doc["variables"]} <= set(values)
+    assert_stats_match_numpy(doc, values)
+    if (zoo_dir / f"{name}.h5").exists():
+        result = run("diff", path, zoo_dir / f"{name}.h5", "--values")
+        assert result.exit_code == 0, result.output
 
 
 def test_stats_many_small_chunks_match_one_pass(models, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from varctl.model import LIST_SCHEMA, ModelInfo, Variable
 from varctl.render import Column, Report, human_bytes
 
@@ -175,6 +177,9 @@ def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Repo
 
 # -- check / diff / stats (the CI toolkit) -----------------------------------------------------
 
+if TYPE_CHECKING:
+    from varctl.ci import CheckResult, DiffResult, VariableStats
+
 CHECK_SCHEMA = "varctl.check/1"
 DIFF_SCHEMA = "varctl.diff/1"
 STATS_SCHEMA = "varctl.stats/1"
@@ -218,7 +223,7 @@ DIFF_COLUMNS = [
 ]
 
 
-def _model_head(info: ModelInfo) -> dict:
+def _model_head(info: ModelInfo) -> dict[str, Any]:
     return {"model": info.source, "format": info.format, "keras_version": info.keras_version}
 
 
@@ -229,7 +234,7 @@ def error_report(schema: str, source: str, message: str) -> Report:
     return Report(title=source, columns=[], rows=[], document=doc, csv_prefix={"model": source})
 
 
-def check_report(result, *, failures_only: bool) -> Report:
+def check_report(result: CheckResult, *, failures_only: bool) -> Report:
     """One row per failing variable (and per passing assertion unless `failures_only`)."""
     rows = []
     for o in result.outcomes:
@@ -271,7 +276,7 @@ def check_report(result, *, failures_only: bool) -> Report:
     )
 
 
-def stats_report(info: ModelInfo, stats) -> Report:
+def stats_report(info: ModelInfo, stats: list[VariableStats]) -> Report:
     rows = [
         {
             **{k: v for k, v in s.variable.to_dict().items() if k != "reason"},
@@ -313,13 +318,13 @@ def _describe(v: Variable | None) -> str | None:
     return f"{shape} {v.dtype} {state}"
 
 
-def _var_dict(v: Variable | None) -> dict | None:
+def _var_dict(v: Variable | None) -> dict[str, Any] | None:
     if v is None:
         return None
     return {"path": v.path, "shape": list(v.shape), "dtype": v.dtype, "trainable": v.trainable}
 
 
-def diff_report(result) -> Report:
+def diff_report(result: DiffResult) -> Report:
     """The variables that differ between A and B; unchanged ones are only counted."""
     rows = []
     changes = []
