@@ -558,3 +558,15 @@ def test_pre_commit_hooks_file_declares_the_hook():
     text = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "id: varctl-check" in text and "entry: varctl check" in text
     assert r"files: \.(keras|h5)$" in text
+
+
+def test_values_of_a_format_without_a_value_reader_are_refused_clearly():
+    import dataclasses
+
+    from varctl.errors import UnsupportedFormat
+    from varctl.formats import open_model
+    from varctl.values import ValueReader
+
+    info = dataclasses.replace(open_model(str(SAMPLES / "seed_dense.keras")), format="savedmodel")
+    with pytest.raises(UnsupportedFormat, match="cannot read the values of a 'savedmodel' model"):
+        ValueReader(info).__enter__()

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from varctl.errors import UnreadableModel
+from varctl.errors import UnreadableModel, UnsupportedFormat
 from varctl.formats import _h5safe
 from varctl.model import ModelInfo, Variable
 
@@ -98,12 +98,15 @@ class ValueReader:
             if _WEIGHTS_MEMBER not in members:
                 raise UnreadableModel(f"cannot open '{path}': no {_WEIGHTS_MEMBER} inside the archive")
             return self._stack.enter_context(keras_zip.open_weights(path, zf, members[_WEIGHTS_MEMBER]))
-        if self.info.format == "h5":
+        if self.info.format in ("h5", "weights"):  # plain HDF5: legacy model or weights-only file
             try:
                 return self._stack.enter_context(h5py.File(path, "r", locking=False))
             except Exception as e:
                 raise UnreadableModel(f"cannot open '{path}': not a readable HDF5 file ({e})") from e
-        raise UnreadableModel(f"cannot read values from a '{self.info.format}' model")
+        raise UnsupportedFormat(
+            f"{path}: varctl cannot read the values of a '{self.info.format}' model yet",
+            hint="values (stats, check --finite, diff --values) are read from .keras and .h5 files",
+        )
 
     def dataset(self, variable: Variable) -> h5py.Dataset:
         """The variable's dataset, reached one hard link at a time and checked like the readers do."""
