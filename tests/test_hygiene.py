@@ -190,13 +190,11 @@ def test_markdown_escapes_control_characters(hostile_model):
     assert "| esc\\x1b[31mred/kernel |" in out
 
 
-@pytest.mark.xfail(strict=True, reason="bug: -f csv writes names from the file raw (ESC, bidi) to stdout")
 def test_csv_does_not_send_control_characters(hostile_model):
     out = _list(hostile_model, "-f", "csv").stdout
     assert "\x1b" not in out and not BIDI.search(out)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: -f json writes bidi controls raw (ensure_ascii=False)")
 def test_json_does_not_send_bidi_characters(hostile_model):
     out = _list(hostile_model, "-f", "json").stdout
     assert "\x1b" not in out  # json.dumps already escapes C0 controls

@@ -46,3 +46,11 @@ class OutputError(VarctlError):
     """The output could not be written; the original file is left untouched."""
 
     exit_code = EXIT_UNWRITABLE
+
+
+class InternalError(Exception):
+    """A bug met while handling a named file: exit 70, with the file named (not a VarctlError)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

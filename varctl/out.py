@@ -14,7 +14,9 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# C0/C1 controls, zero-width and bidi formatting characters: never sent raw to a terminal.
+INVISIBLE = re.compile(r"[\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+UNSAFE = re.compile(r"[\x00-\x1f]|" + INVISIBLE.pattern)
 
 
 def _make(stream: object, stderr: bool) -> Console:
@@ -36,7 +38,7 @@ def err() -> Console:
 
 def clean(text: str) -> str:
     """Make a string from a model file safe to show: control and bidi characters become escapes."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def message(kind: str, text: str) -> None:

@@ -34,6 +34,7 @@ class Column:
     header: str
     numeric: bool = False
     in_table: bool = True
+    table_only: bool = False  # decoration for people (the indented tree): not in csv
 
 
 @dataclass
@@ -82,6 +83,8 @@ def _table_cell(col: Column, value: Any) -> Text:
         return Text(number)
     if col.key == "status" and value in ("pass", "FAIL"):
         return Text(value, style="green" if value == "pass" else "bold red")
+    if col.key == "state" and value is None:
+        return Text("—", style="dim")
     if col.key == "trainable" or col.key == "state":
         styles = {True: ("✓", "green"), False: ("✗", "red"), None: ("?", "yellow")}
         if value in styles:
@@ -141,11 +144,13 @@ def _csv(reports: Sequence[Report]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     first = reports[0]
     prefix = list(first.csv_prefix)
-    writer.writerow(prefix + [c.key for c in first.columns])
+    data_cols = [c for c in first.columns if not c.table_only]
+    writer.writerow(prefix + [c.key for c in data_cols])
     for r in reports:
         for row in r.rows:
             writer.writerow(
-                [_plain(r.csv_prefix[k]) for k in prefix] + [_csv_value(row.get(c.key)) for c in r.columns]
+                [out.clean(_plain(r.csv_prefix[k])) for k in prefix]
+                + [out.clean(_csv_value(row.get(c.key))) for c in data_cols]
             )
     return buf.getvalue()
 
@@ -156,6 +161,14 @@ def _csv_value(value: Any) -> str:
     return _plain(value)
 
 
+def safe_json(payload: Any) -> str:
+    """JSON with non-ASCII text kept readable, but bidi and other invisible format characters
+    escaped (`\\u202e`): json.dumps escapes C0 controls itself, not these, and a terminal that
+    shows the output would reorder it."""
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    return out.INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def render(reports: Sequence[Report], fmt: Format) -> None:
     """Write reports to stdout in `fmt`. Several reports: one table each, or one JSON array."""
     if not reports:
@@ -164,7 +177,7 @@ def render(reports: Sequence[Report], fmt: Format) -> None:
     if fmt is Format.json:
         docs = [r.document for r in reports]
         payload = docs[0] if len(docs) == 1 else docs
-        stdout.file.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        stdout.file.write(safe_json(payload) + "\n")
     elif fmt is Format.csv:
         stdout.file.write(_csv(reports))
     elif fmt is Format.markdown:

@@ -21,8 +21,9 @@ LIST_COLUMNS = [
 ]
 
 LAYER_COLUMNS = [
-    Column("tree", "layer"),
+    Column("tree", "layer", table_only=True),
     Column("path", "path", in_table=False),
+    Column("name", "name", in_table=False),
     Column("class_name", "class"),
     Column("variables", "vars", numeric=True),
     Column("params", "params", numeric=True),
@@ -74,8 +75,9 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
             continue
         params = sum(v.params for v in inside)
         tparams = sum(v.params for v in inside if v.trainable)
+        # None: the layer holds no variables (shown as a dash in the table)
         state = (
-            "—"
+            None
             if not inside
             else "trainable"
             if tparams == params and params

@@ -144,6 +144,8 @@ def read_config(path: str) -> Any:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
         raise UnreadableModel(f"not a valid zip archive ({e})") from e
+    except NotImplementedError as e:
+        raise UnsupportedFormat(f"zip archive uses an unsupported feature ({e})") from e
     with zf:
         members = check_members(zf)
         if _CONFIG_FILENAME not in members:
@@ -164,6 +166,8 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
         raise UnreadableModel(f"not a valid zip archive ({e})") from e
+    except NotImplementedError as e:
+        raise UnsupportedFormat(f"zip archive uses an unsupported feature ({e})") from e
     with zf:
         members = check_members(zf)
         if _CONFIG_FILENAME not in members:

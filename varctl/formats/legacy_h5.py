@@ -27,7 +27,11 @@ def read_config(h5: h5py.File) -> dict:
         )
     if len(text) > MAX_CONFIG_BYTES:
         raise UnreadableModel("'model_config' is too large")
-    return parse_json(text.encode("utf-8"), "model_config")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:  # h5py hands undecodable bytes over as lone surrogates
+        raise UnreadableModel("'model_config' is not UTF-8 text") from e
+    return parse_json(data, "model_config")
 
 
 def read(path: str, source: str, config: dict | None = None) -> ModelInfo:
