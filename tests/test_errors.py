@@ -171,12 +171,7 @@ UNREADABLE: list = [
             strict=True, reason="bug: zipfile's NotImplementedError('zip file version') escapes as exit 70"
         ),
     ),
-    pytest.param(
-        h5_config_not_utf8,
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: a non-UTF-8 legacy model_config raises UnicodeEncodeError (exit 70)"
-        ),
-    ),
+    h5_config_not_utf8,
 ]
 
 
