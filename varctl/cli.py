@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from varctl import __version__, out
-from varctl.errors import EXIT_BUG, VarctlError
+from varctl.errors import EXIT_BUG, InternalError, VarctlError
 from varctl.render import Format
 
 app = typer.Typer(
@@ -21,13 +21,18 @@ app = typer.Typer(
     add_completion=True,
     rich_markup_mode=None,
     help="Inspect, freeze and check the variables of saved Keras models (.keras, .h5) without TensorFlow.",
+    epilog="Example: varctl list model.keras ; varctl freeze model.keras -p 'base' -o frozen.keras",
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Shared option types: one definition each, used by every command.
 PathsArg = Annotated[
-    list[str], typer.Argument(help="Model files (.keras or legacy .h5).", metavar="MODEL...")
+    list[str],
+    typer.Argument(
+        help="Models: .keras, legacy .h5, .weights.h5, a TF SavedModel directory or a TF checkpoint.",
+        metavar="MODEL...",
+    ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
 PatternOpt = Annotated[
@@ -40,6 +45,31 @@ PatternOpt = Annotated[
 ]
 RegexOpt = Annotated[
     bool, typer.Option("--regex", help="Patterns are regular expressions (full match), not globs.")
+]
+LoadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--load",
+        help="Load .keras/.h5 models with Keras (needs TensorFlow) instead of reading them statically: "
+        "exact variable names for custom layers, and a check for variables Keras does not track.",
+    ),
+]
+CustomObjectsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--custom-objects",
+        metavar="FILE.py",
+        help="With --load: import this Python file first, so the custom classes it defines are known. "
+        "Repeatable.",
+    ),
+]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe",
+        help="With --load: turn Keras safe_mode off (runs code stored in the file, such as Lambda "
+        "layers). Only for files you trust.",
+    ),
 ]
 
 EditPatternOpt = Annotated[
@@ -104,9 +134,8 @@ def handle_errors(fn: F) -> F:
         except Exception as e:  # noqa: BLE001 - the one place a bug becomes a clean exit
             if os.environ.get("VARCTL_DEBUG"):
                 traceback.print_exc()
-            out.message(
-                "error", f"internal error: {type(e).__name__}: {e}; set VARCTL_DEBUG=1 for a traceback"
-            )
+            text = e.message if isinstance(e, InternalError) else f"internal error: {type(e).__name__}: {e}"
+            out.message("error", f"{text}; set VARCTL_DEBUG=1 for a traceback")
             raise typer.Exit(EXIT_BUG) from None
 
     return wrapper  # type: ignore[return-value]
@@ -127,15 +156,36 @@ def _root(
     """varctl: see every variable of a saved Keras model, freeze layers, and check models in CI."""
 
 
-def open_or_fail(path: str) -> Any:
+def load_options(load: bool, custom_objects: list[str] | None, unsafe: bool) -> Any:
+    """--load/--custom-objects/--unsafe as one LoadOptions for open_or_fail (None: read statically)."""
+    from varctl.errors import UsageError
+    from varctl.formats.loaded import UNSAFE_WARNING, LoadOptions
+
+    if not load:
+        if custom_objects or unsafe:
+            flag = "--custom-objects" if custom_objects else "--unsafe"
+            raise UsageError(
+                f"{flag} only applies with --load", hint="varctl list MODEL --load --custom-objects layers.py"
+            )
+        return None
+    if unsafe:
+        out.message("warning", UNSAFE_WARNING)
+    return LoadOptions(tuple(custom_objects or ()), unsafe)
+
+
+def open_or_fail(path: str, load: Any = None) -> Any:
+    """open_model() with the file name put in front of any error message (bugs included)."""
     from varctl.errors import UnreadableModel
     from varctl.formats import open_model
 
-    """open_model() with the file name put in front of any error message."""
     try:
-        return open_model(path)
+        return open_model(path, load=load)
     except UnreadableModel as e:
         raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
+    except (VarctlError, KeyboardInterrupt, MemoryError, BrokenPipeError):
+        raise
+    except Exception as e:
+        raise InternalError(f"internal error while reading '{path}': {type(e).__name__}: {e}") from e
 
 
 def main() -> None:

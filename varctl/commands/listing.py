@@ -8,12 +8,16 @@ import typer
 
 from varctl import out
 from varctl.cli import (
+    CustomObjectsOpt,
     FormatOpt,
+    LoadOpt,
     PathsArg,
     PatternOpt,
     RegexOpt,
+    UnsafeOpt,
     app,
     handle_errors,
+    load_options,
     open_or_fail,
 )
 from varctl.render import Format
@@ -35,6 +39,9 @@ def list_(
     by_layer: Annotated[
         bool, typer.Option("--by-layer", "--tree", help="One row per layer, nested layers as a tree.")
     ] = False,
+    load: LoadOpt = False,
+    custom_objects: CustomObjectsOpt = None,
+    unsafe: UnsafeOpt = False,
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
@@ -42,7 +49,8 @@ def list_(
     from varctl.select import Selector, filter_trainable, no_match_error
 
     selector = Selector(tuple(pattern or ()), regex)
-    infos = [open_or_fail(p) for p in models]
+    loading = load_options(load, custom_objects, unsafe)
+    infos = [open_or_fail(p, loading) for p in models]
     if selector.patterns and (missing := selector.unmatched(infos)):
         raise no_match_error(missing, infos)
     make = views.layers_report if by_layer else views.list_report

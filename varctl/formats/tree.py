@@ -328,7 +328,9 @@ class Tree:
             names = "listed with generic names (vars/0, ...) and " if generic else ""
             self.warnings.append(
                 f"layer class `{cls}` is not known to varctl: its variables are {names}assumed "
-                "trainable (add_weight's default); load the model with Keras for exact names and flags"
+                "trainable (add_weight's default). For exact names and flags, load the model with "
+                "Keras, giving the Python file that defines the class: "
+                "varctl list --load --custom-objects layers.py MODEL"
             )
         self.warnings.extend(self._inconsistencies())
         layers = tuple(

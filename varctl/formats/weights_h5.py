@@ -1,0 +1,182 @@
+"""Reader for weights-only HDF5 files (`model.save_weights("m.weights.h5")`): no architecture inside.
+
+Without the model's config, Keras 3 files (`layers/<group>/vars/<i>`) give HDF5 paths, shapes and
+dtypes but no variable names, and the order Keras saved them in cannot be rebuilt exactly (groups
+are listed in natural order: `dense_2` before `dense_10`). Legacy weights files (Keras 2's
+`save_weights("m.h5")`: `layer_names` + `weight_names` attributes) do record names. Neither records
+trainable flags, so `trainable` is None (unknown).
+"""
+
+from __future__ import annotations
+
+import h5py
+
+from varctl.errors import UnreadableModel
+from varctl.formats import _h5safe
+from varctl.model import Layer, ModelInfo, Variable
+
+# Groups at the root of a weights file that hold training state, not model variables.
+_NOT_MODEL_STATE = {"optimizer", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
+UNKNOWN_REASON = "unknown: a weights-only file records no trainable flags"
+
+
+def classify(path: str) -> str:
+    """'h5' (a legacy model), 'weights' (Keras 3 layout), 'legacy_weights', or 'unknown'."""
+    with _open(path) as h5:
+        if _h5safe.str_attr(h5, "model_config") is not None:
+            return "h5"
+        if _h5safe.list_attr(h5, "layer_names") is not None:
+            return "legacy_weights"
+        budget = _h5safe.Budget()
+        names = set(_h5safe.member_names(h5, budget))
+        if names & {"layers", "vars"} and _h5safe.get_group(h5, "layers") is not None:
+            return "weights"
+        if "vars" in names and _h5safe.get_group(h5, "vars") is not None:
+            return "weights"
+        return "unknown"
+
+
+def read(path: str, source: str) -> ModelInfo:
+    """List a weights-only file (either layout); names need the model, trainable is unknown."""
+    with _open(path) as h5:
+        if _h5safe.list_attr(h5, "layer_names") is not None:
+            variables, layers = _legacy(h5)
+            note = (
+                "weights-only file (legacy layout): it stores variable names but no architecture and "
+                "no trainable flags; list the saved model (.keras) for those"
+            )
+            keras_version = _h5safe.str_attr(h5, "keras_version")
+        else:
+            walker = _Walker()
+            walker.walk(h5, "")
+            variables, layers = walker.variables, walker.layers
+            note = (
+                "weights-only file: variable names (kernel, bias, ...) and trainable flags are not stored "
+                "in it, only HDF5 paths, shapes and dtypes; list the saved model (.keras) for names, or "
+                "load these weights into the model (model.load_weights) and save that"
+            )
+            keras_version = None
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    return ModelInfo(
+        source=source,
+        format="weights",
+        keras_version=keras_version,
+        name=name,
+        class_name="weights",
+        trainable=True,
+        layers=tuple(layers),
+        variables=tuple(variables),
+        warnings=(note,),
+    )
+
+
+def _open(path: str) -> h5py.File:
+    try:
+        return h5py.File(path, "r", locking=False)
+    except Exception as e:
+        raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
+
+
+def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
+    shape, dtype, itemsize = _h5safe.dataset_meta(ds)
+    return Variable(
+        path=path,
+        layer=layer,
+        name=name,
+        shape=shape,
+        dtype=dtype,
+        trainable=None,
+        reason=UNKNOWN_REASON,
+        storage=ds.name,
+        itemsize=itemsize,
+    )
+
+
+def _name_key(attr: str) -> str:
+    """Keras visits private attributes last (saving_lib._name_key)."""
+    return f"~{attr}" if attr.startswith("_") else attr
+
+
+class _Walker:
+    """Keras 3 layout: a group's own `vars`, then its `layers` list, then attribute groups."""
+
+    def __init__(self) -> None:
+        self.budget = _h5safe.Budget()
+        self.variables: list[Variable] = []
+        self.layers: list[Layer] = []
+
+    def walk(self, group: h5py.Group, prefix: str, depth: int = 0) -> None:
+        names = _h5safe.member_names(group, self.budget)
+        if "vars" in names and (vars_group := _h5safe.get_group(group, "vars")) is not None:
+            keys = _h5safe.member_names(vars_group, self.budget)
+            for k in sorted(keys, key=_h5safe.natural_key):
+                ds = _h5safe.get_dataset(vars_group, k)
+                if ds is not None:
+                    vpath = f"{prefix}vars/{k}"
+                    self.variables.append(_variable(vpath, prefix.rstrip("/"), f"vars/{k}", ds))
+        skip = {"vars"} | (_NOT_MODEL_STATE if not prefix else set())
+        subs = [n for n in names if n not in skip]
+        ordered = (["layers"] if "layers" in subs else []) + sorted(
+            (n for n in subs if n != "layers"), key=_name_key
+        )
+        for attr in ordered:
+            sub = _h5safe.get_group(group, attr)
+            if sub is None:
+                continue
+            if attr == "layers":
+                for child in sorted(_h5safe.member_names(sub, self.budget), key=_h5safe.natural_key):
+                    child_group = _h5safe.get_group(sub, child)
+                    if child_group is not None:
+                        self._layer(child_group, f"{prefix}layers/{child}", prefix, depth)
+            else:
+                self._layer(sub, f"{prefix}{attr}", prefix, depth)
+
+    def _layer(self, group: h5py.Group, path: str, parent_prefix: str, depth: int) -> None:
+        vars_group = _h5safe.get_group(group, "vars")
+        saved_name = _h5safe.str_attr(vars_group, "name") if vars_group is not None else None
+        self.layers.append(
+            Layer(
+                path=path,
+                name=saved_name or path.rsplit("/", 1)[-1],
+                class_name="?",
+                flag=True,
+                config_flag=None,
+                editable=False,
+                depth=depth,
+                parent=parent_prefix.rstrip("/") or None,
+                known=False,
+            )
+        )
+        self.walk(group, path + "/", depth + 1)
+
+
+def _legacy(h5: h5py.File) -> tuple[list[Variable], list[Layer]]:
+    budget = _h5safe.Budget()
+    variables: list[Variable] = []
+    layers: list[Layer] = []
+    layer_names = _h5safe.list_attr(h5, "layer_names") or []
+    budget.spend(len(layer_names))
+    for lname in layer_names:
+        group = _h5safe.get_group(h5, lname)
+        if group is None:
+            raise UnreadableModel(f"weights file has no group for layer '{lname}'")
+        layers.append(Layer(lname, lname, "?", True, None, False, 0, None, known=False))
+        names = _h5safe.list_attr(group, "weight_names") or []
+        budget.spend(len(names))
+        for wname in names:
+            ds: h5py.Group | h5py.Dataset | None = group
+            for part in wname.split("/"):
+                ds = _h5safe.get_member(ds, part) if isinstance(ds, h5py.Group) else None
+            if not isinstance(ds, h5py.Dataset):
+                raise UnreadableModel(f"weights file lists weight '{wname}' but has no such dataset")
+            clean = wname.split(":")[0]  # Keras 2 appends `:0`
+            # Keras 2 writes `dense/kernel`; Keras 3's legacy writer the full `model/dense/kernel`.
+            if clean.startswith(lname + "/"):
+                vpath = clean
+            elif f"/{lname}/" in clean:
+                vpath = lname + "/" + clean.split(f"/{lname}/", 1)[1]
+            else:
+                vpath = f"{lname}/{clean}"
+            layer, _, vname = vpath.rpartition("/")
+            variables.append(_variable(vpath, layer, vname, ds))
+    return variables, layers
