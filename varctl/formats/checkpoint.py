@@ -23,9 +23,6 @@ INDEX_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
-# Objects that hold training state, not model variables: a tf.train.Checkpoint's `optimizer` and
-# `save_counter`, and what a compiled Keras model tracks besides its layers (as the static reader).
-_NOT_MODEL_STATE = {"optimizer", "save_counter", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
 UNKNOWN_REASON = "unknown: a TF checkpoint records no trainable flags"
 
 
@@ -131,7 +128,9 @@ def _object_based(reader: Any, shapes: dict[str, Any], notes: list[str]) -> list
     found: list[tuple[str, str, str]] = []  # (full_name, object path, checkpoint key)
     seen: set[int] = set()
     stack = [
-        (c.node_id, c.local_name) for c in reversed(nodes[0].children) if c.local_name not in _NOT_MODEL_STATE
+        (c.node_id, c.local_name)
+        for c in reversed(nodes[0].children)
+        if c.local_name not in generic.NOT_MODEL_STATE
     ]
     while stack:
         node_id, path = stack.pop()
@@ -142,17 +141,13 @@ def _object_based(reader: Any, shapes: dict[str, Any], notes: list[str]) -> list
             if attr.name == "VARIABLE_VALUE" and attr.checkpoint_key in shapes:
                 found.append((attr.full_name, path, attr.checkpoint_key))
         for c in reversed(nodes[node_id].children):
-            if c.local_name not in _NOT_MODEL_STATE:
+            if c.local_name not in generic.NOT_MODEL_STATE:
                 stack.append((c.node_id, f"{path}/{c.local_name}"))
     listed = {key for _, _, key in found}
     left_out = [
         k for k in shapes if k not in listed and k != _OBJECT_GRAPH and not k.startswith("save_counter/")
     ]
     if left_out:
-        n = len(left_out)
-        notes.append(
-            f"{n} variable{'s' if n != 1 else ''} held only by the optimizer (or by metrics) "
-            f"{'are' if n != 1 else 'is'} not listed: {'they are' if n != 1 else 'it is'} not model variables"
-        )
+        notes.append(generic.left_out_note(len(left_out)))
     chosen = generic.unique_paths([(full, obj) for full, obj, _ in found])
     return [(path, key) for path, (_, _, key) in zip(chosen, found, strict=True)]

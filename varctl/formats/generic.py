@@ -6,6 +6,21 @@ from collections.abc import Sequence
 
 from varctl.model import Layer, ModelInfo, Variable
 
+# Objects that hold training state, not model variables: a tf.train.Checkpoint's `optimizer` and
+# `save_counter`, and what a compiled Keras model tracks besides its layers (as the static reader).
+NOT_MODEL_STATE = frozenset(
+    {"optimizer", "save_counter", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
+)
+
+
+def left_out_note(n: int) -> str:
+    """The warning for variables that only training state holds."""
+    many = n != 1
+    return (
+        f"{n} variable{'s' if many else ''} held only by the optimizer (or by metrics) "
+        f"{'are' if many else 'is'} not listed: {'they are' if many else 'it is'} not model variables"
+    )
+
 
 def layers_from_variables(variables: Sequence[Variable]) -> tuple[Layer, ...]:
     """One Layer per path prefix (`base`, `base/d1`, ...), in first-seen order, so that patterns,

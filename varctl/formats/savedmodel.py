@@ -90,7 +90,13 @@ def _from_object_graph(tf: Any, graph: Any, notes: list[str]) -> list[Variable]:
     exported = listed("variables")
     trainable_ids = set(listed("trainable_variables") or []) if exported is not None else None
     paths = _object_paths(nodes)
-    ids = exported if exported is not None else [i for i in paths if _kind(nodes[i]) == "variable"]
+    if exported is not None:
+        ids = exported
+    else:
+        ids = [i for i in paths if _kind(nodes[i]) == "variable"]
+        left_out = sum(1 for i, n in enumerate(nodes) if _kind(n) == "variable" and i not in paths)
+        if left_out:
+            notes.append(generic.left_out_note(left_out))
     chosen = generic.unique_paths([(nodes[i].variable.name, paths.get(i, f"node_{i}")) for i in ids])
     out = []
     for i, path in zip(ids, chosen, strict=True):
@@ -121,7 +127,8 @@ def _from_object_graph(tf: Any, graph: Any, notes: list[str]) -> list[Variable]:
 
 def _object_paths(nodes: Any) -> dict[int, str]:
     """Node id -> the first object path that reaches it, depth first in child order (the dict's
-    order), so that variables come out in the order their model holds them."""
+    order), so that variables come out in the order their model holds them. Training state
+    (optimizer, metrics) is not walked into."""
     paths: dict[int, str] = {}
     stack = [(0, "")]
     while stack:
@@ -130,7 +137,8 @@ def _object_paths(nodes: Any) -> dict[int, str]:
             continue
         paths[node_id] = path
         for c in reversed(nodes[node_id].children):
-            stack.append((c.node_id, f"{path}/{c.local_name}" if path else c.local_name))
+            if c.local_name not in generic.NOT_MODEL_STATE:
+                stack.append((c.node_id, f"{path}/{c.local_name}" if path else c.local_name))
     return paths
 
 
