@@ -132,12 +132,12 @@ class _Walker:
                 self._layer(sub, f"{prefix}{attr}", prefix, depth)
 
     def _layer(self, group: h5py.Group, path: str, parent_prefix: str, depth: int) -> None:
-        vars_group = _h5safe.get_group(group, "vars")
-        saved_name = _h5safe.str_attr(vars_group, "name") if vars_group is not None else None
+        # Named after the group, not the layer name some releases record on `vars`: patterns
+        # match path components, and these paths are the file's own.
         self.layers.append(
             Layer(
                 path=path,
-                name=saved_name or path.rsplit("/", 1)[-1],
+                name=path.rsplit("/", 1)[-1],
                 class_name="?",
                 flag=True,
                 config_flag=None,
