@@ -49,30 +49,43 @@ def import_custom_objects(files: Sequence[str]) -> dict[str, Any]:
         path = Path(file)
         if not path.is_file():
             raise UsageError(f"--custom-objects: no such file '{file}'")
-        name = path.stem if path.stem.isidentifier() else "varctl_custom_objects"
-        if name in sys.modules and getattr(sys.modules[name], "__file__", None) != str(path.resolve()):
-            name = f"_varctl_custom_{len(sys.modules)}_{name}"
-        spec = importlib.util.spec_from_file_location(name, path.resolve())
-        if spec is None or spec.loader is None:
-            raise UsageError(f"--custom-objects: cannot import '{file}' (not a Python module)")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        folder = str(path.resolve().parent)
-        sys.path.insert(0, folder)  # so the module can import its siblings
-        dont_write = sys.dont_write_bytecode
-        sys.dont_write_bytecode = True  # a read-only tool leaves no __pycache__ next to user code
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            del sys.modules[name]
-            raise UsageError(f"--custom-objects: importing '{file}' failed: {type(e).__name__}: {e}") from e
-        finally:
-            sys.dont_write_bytecode = dont_write
-            if folder in sys.path:
-                sys.path.remove(folder)
-        for attr, obj in vars(module).items():
-            if getattr(obj, "__module__", None) == name and callable(obj) and not attr.startswith("_"):
-                found[attr] = obj
+        key = str(path.resolve())
+        if key not in _IMPORTED:  # once per process, however many models are listed
+            _IMPORTED[key] = _import_file(file, path)
+        found.update(_IMPORTED[key])
+    return found
+
+
+_IMPORTED: dict[str, dict[str, Any]] = {}
+
+
+def _import_file(file: str, path: Path) -> dict[str, Any]:
+    """Run one user module (by path, under its own name) and collect what it defines."""
+    found: dict[str, Any] = {}
+    name = path.stem if path.stem.isidentifier() else "varctl_custom_objects"
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) != str(path.resolve()):
+        name = f"_varctl_custom_{len(sys.modules)}_{name}"
+    spec = importlib.util.spec_from_file_location(name, path.resolve())
+    if spec is None or spec.loader is None:
+        raise UsageError(f"--custom-objects: cannot import '{file}' (not a Python module)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # so the module can import its siblings
+    dont_write = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # a read-only tool leaves no __pycache__ next to user code
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise UsageError(f"--custom-objects: importing '{file}' failed: {type(e).__name__}: {e}") from e
+    finally:
+        sys.dont_write_bytecode = dont_write
+        if folder in sys.path:
+            sys.path.remove(folder)
+    for attr, obj in vars(module).items():
+        if getattr(obj, "__module__", None) == name and callable(obj) and not attr.startswith("_"):
+            found[attr] = obj
     return found
 
 
