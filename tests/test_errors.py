@@ -165,12 +165,7 @@ UNREADABLE: list = [
     h5_external_link,
     h5_nested_external_link,
     fifo,
-    pytest.param(
-        zip_newer_version,
-        marks=pytest.mark.xfail(
-            strict=True, reason="bug: zipfile's NotImplementedError('zip file version') escapes as exit 70"
-        ),
-    ),
+    zip_newer_version,
     h5_config_not_utf8,
 ]
 
@@ -264,7 +259,6 @@ def test_root_help_lists_the_commands():
     assert " list " in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="gap: `varctl --help` shows no example (app help= has none)")
 def test_root_help_mentions_an_example():
     result = invoke("--help")
     assert result.exit_code == 0, result.output
