@@ -103,7 +103,7 @@ def _load(keras: Any, path: str, options: LoadOptions, custom: dict[str, Any]) -
                 path, compile=False, safe_mode=not options.unsafe, custom_objects=custom or None
             )
         except Exception as e:
-            raise _load_error(e, options) from e
+            raise _load_error(e) from e
     notes = []
     for w in caught:
         text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
@@ -112,7 +112,7 @@ def _load(keras: Any, path: str, options: LoadOptions, custom: dict[str, Any]) -
     return model, notes
 
 
-def _load_error(e: Exception, options: LoadOptions) -> UnreadableModel:
+def _load_error(e: Exception) -> UnreadableModel:
     text = " ".join(str(e).split())
     innermost = text.rsplit("Exception encountered:", 1)[-1].strip()
     innermost = innermost.split(" Full object config:")[0].split(" config={")[0][:300]
@@ -243,7 +243,14 @@ def _save_order(model: Any, notes: list[str]) -> list[Any]:
     except Exception as e:  # a private API: if a Keras release changes it, degrade, and say so
         notes.append(f"cannot replay Keras's save order ({type(e).__name__}): listed in model.weights order")
         return list(model.weights)
-    return [v for v in store.log if hasattr(v, "path") and hasattr(v, "shape")]
+    variables = [v for v in store.log if hasattr(v, "path") and hasattr(v, "shape")]
+    if len(variables) != len(store.log):
+        n = len(store.log) - len(variables)
+        notes.append(
+            f"{n} saved value{'s' if n != 1 else ''} that {'are' if n != 1 else 'is'} not a variable "
+            "(a layer's custom save_own_variables) not listed"
+        )
+    return variables
 
 
 def _legacy_order(model: Any) -> list[Any]:
