@@ -3,7 +3,6 @@ Python, loads without any warning, and keeps every weight byte."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 import zipfile

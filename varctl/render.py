@@ -86,7 +86,7 @@ def _table_cell(col: Column, value: Any) -> Text:
     if col.key == "state" and value is None:
         return Text("—", style="dim")
     if col.key == "trainable" or col.key == "state":
-        styles = {True: ("✓", "green"), False: ("✗", "red"), None: ("?", "yellow")}
+        styles = {True: ("✓", "green"), False: ("✗", "red"), None: ("unknown", "yellow")}
         if value in styles:
             mark, style = styles[value]
             return Text(mark, style=style)

@@ -79,6 +79,8 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
         state = (
             None
             if not inside
+            else "unknown"
+            if any(v.trainable is None for v in inside)
             else "trainable"
             if tparams == params and params
             else "frozen"

@@ -49,6 +49,7 @@ def _edit(
     """The shared core of freeze and unfreeze."""
     from varctl import edit, views
     from varctl.errors import UsageError
+    from varctl.formats import require_editable
     from varctl.render import render
     from varctl.select import Selector
 
@@ -65,6 +66,7 @@ def _edit(
     verified: list[str] = []
     with contextlib.nullcontext() if dry_run else edit.locked(model) as guard:
         info = open_or_fail(model)
+        require_editable(info)
         selected = edit.choose_layers(
             info, Selector(tuple(pattern or ()), regex), first=first, upto=upto, within=within,
             all_layers=all_layers, action=action,
