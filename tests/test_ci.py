@@ -296,16 +296,7 @@ def test_diff_table_and_identical_message(models):
     assert same.stdout == "" and "no differences in 4 variables (values compared)" in same.stderr
 
 
-H5_READER_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="the .keras reader infers the custom add_weight(trainable=False) bias from the optimizer "
-    "slots; the legacy .h5 reader does not (yet), so diff rightly reports `trainable` changed",
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=H5_READER_GAP) if n == "seed_explicit" else n for n in SAMPLE_NAMES]
-)
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_diff_keras_against_its_h5_is_identical(name):
     result = run("diff", SAMPLES / f"{name}.keras", SAMPLES / f"{name}.h5", "--values", "-f", "json")
     assert result.exit_code == 0, result.output

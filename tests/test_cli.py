@@ -77,14 +77,7 @@ def paths(doc: dict) -> list[str]:
 
 # A custom layer's add_weight(trainable=False) is not in the file: in a .keras archive varctl infers
 # it from the saved optimizer slots; the legacy .h5 reader does not (yet) and assumes trainable.
-H5_EXPLICIT = pytest.mark.xfail(
-    strict=True, reason="h5 reader does not infer seed_explicit's non-trainable bias"
-)
-SAMPLE_CASES = [
-    pytest.param(name, fmt, marks=H5_EXPLICIT if (name, fmt) == ("seed_explicit", "h5") else ())
-    for name in sorted(SAMPLE_COUNTS)
-    for fmt in FORMATS
-]
+SAMPLE_CASES = [(name, fmt) for name in sorted(SAMPLE_COUNTS) for fmt in FORMATS]
 
 
 @pytest.mark.parametrize(("name", "fmt"), SAMPLE_CASES)

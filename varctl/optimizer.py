@@ -11,7 +11,7 @@ tests/test_optimizer_state.py; anything else is not remapped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -171,6 +171,31 @@ def remap(
 INFERRED = "created non-trainable (inferred from the saved optimizer state)"
 
 
+def infer_unknown_by_name(
+    info: ModelInfo, layout: Layout | None, slots: set[str], key: Callable[[Variable], str]
+) -> ModelInfo | None:
+    """Like infer_unknown, for files that name each slot after its variable (legacy `.h5`).
+
+    `slots` holds the saved slot names without the optimizer prefix; `key(v)` gives the name
+    Keras derives from variable `v`. Every variable known to be trainable must have its slot,
+    or nothing is inferred (the state does not match the model).
+    """
+    if layout is None or not layout.calls or not info.trainable:
+        return None
+    first = layout.calls[0][0]
+    known = {l.path: l.known for l in info.layers}
+
+    def has_slot(v: Variable) -> bool:
+        return f"{key(v)}_{first}" in slots
+
+    if not all(has_slot(v) for v in info.variables if v.trainable and known.get(v.layer, True)):
+        return None
+    frozen = {
+        v.path for v in info.variables if v.trainable and not known.get(v.layer, True) and not has_slot(v)
+    }
+    return _settle(info, frozen)
+
+
 def infer_unknown(
     info: ModelInfo, layout: Layout | None, saved: Sequence[tuple[tuple[int, ...], str]] | None
 ) -> ModelInfo | None:
@@ -246,6 +271,11 @@ def infer_unknown(
             n += 1
         frozen.update(v.path for v in vs[n:])
         u, k = u + 1, k + n
+    return _settle(info, frozen)
+
+
+def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
+    """`info` with the variables in `frozen` marked not trainable, and a warning naming them."""
     if not frozen:
         return None
     variables = tuple(

@@ -13,7 +13,7 @@ from varctl.errors import UnreadableModel
 from varctl.formats import _h5safe
 from varctl.formats.keras_zip import parse_json
 from varctl.formats.tree import Node, Tree
-from varctl.model import ModelInfo
+from varctl.model import ModelInfo, Variable
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -43,7 +43,36 @@ def read(path: str, source: str, config: dict | None = None) -> ModelInfo:
         if weights is None:
             raise UnreadableModel("legacy .h5 model without 'model_weights' group")
         _attach(tree, weights)
-        return tree.finish(source=source, fmt="h5", keras_version=keras_version)
+        info = tree.finish(source=source, fmt="h5", keras_version=keras_version)
+        if any(not l.known for l in info.layers):
+            info = _infer_from_optimizer(h5, info) or info
+        return info
+
+
+def _infer_from_optimizer(h5: h5py.File, info: ModelInfo) -> ModelInfo | None:
+    """Custom layers' non-trainable variables, from the names of the saved optimizer slots.
+
+    Legacy files name each slot after its variable (`adam/<variable_path>_momentum`, with `/`
+    as `_`), so a variable without a slot was not trainable when the model was saved.
+    """
+    from varctl import optimizer
+
+    group = _h5safe.get_group(h5, "optimizer_weights")
+    training = _h5safe.str_attr(h5, "training_config")
+    if group is None or training is None:
+        return None
+    names = _h5safe.list_attr(group, "weight_names") or []
+    try:
+        entry = parse_json(training.encode("utf-8"), "training_config").get("optimizer_config")
+    except (UnreadableModel, AttributeError, UnicodeEncodeError):
+        return None
+    slots = {n.split("/", 1)[1] for n in names if "/" in n}
+
+    def key(v: Variable) -> str:
+        # the weight name Keras wrote, relative to the top-level layer's group
+        return v.storage.split("/", 3)[3].replace("/", "_")
+
+    return optimizer.infer_unknown_by_name(info, optimizer.layout_for(entry), slots, key)
 
 
 def _owner(tree: Tree, top: Node, path: str) -> Node:
