@@ -469,3 +469,15 @@ def test_custom_layer_variables_get_generic_names_in_keras_archives():
 def test_clean_runs_print_nothing_on_stderr():
     for fmt in ("table", "json", "csv", "markdown"):
         assert varctl("list", sample("batchnorm"), "-f", fmt).stderr == ""
+
+
+def test_one_bad_model_does_not_hide_the_others(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a model")
+    good = str(SAMPLES / "seed_dense.keras")
+    result = runner.invoke(app, ["list", good, str(bad), good, "-f", "json"], env=ENV)
+    assert result.exit_code == 3, result.output
+    docs = json.loads(result.stdout)
+    assert [d["model"] for d in docs] == [good, str(bad), good]
+    assert "error" in docs[1] and len(docs[0]["variables"]) == 4 == len(docs[2]["variables"])
+    assert result.stderr.count("varctl: error: cannot open") == 1

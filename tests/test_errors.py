@@ -205,11 +205,12 @@ def test_unreadable_input_exits_3_with_one_line(tmp_path, build):
         assert lines[1].startswith("varctl: hint: ")
 
 
-def test_one_bad_model_among_good_ones_prints_no_data(tmp_path):
+def test_one_bad_model_among_good_ones_keeps_their_data(tmp_path):
+    """Issue 5: one bad file does not hide the others; the exit code is the worst outcome."""
     bad = str(empty(tmp_path))
     result = invoke("list", str(SAMPLES / "seed_dense.keras"), bad)
     assert result.exit_code == EXIT_UNREADABLE, result.output
-    assert result.stdout == ""
+    assert "dense/kernel" in result.stdout
     assert result.stderr.startswith(f"varctl: error: cannot open '{bad}': ")
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from varctl import out
 from varctl.cli import FormatOpt, PathsArg, PatternOpt, RegexOpt, app, handle_errors, open_or_fail
-from varctl.errors import EXIT_FOUND, VarctlError
+from varctl.commands import run_each
+from varctl.errors import EXIT_FOUND
 from varctl.render import Format, Report
 
 if TYPE_CHECKING:
@@ -63,66 +63,6 @@ AtolOpt = Annotated[
 SideArg = Annotated[str, typer.Argument(help="A model file (.keras or legacy .h5).", show_default=False)]
 
 
-def _error(e: VarctlError) -> None:
-    out.message("error", e.message)
-    if e.hint:
-        out.message("hint", e.hint)
-
-
-def _run_each(
-    paths: list[str],
-    fmt: Format,
-    schema: str,
-    work: Callable[[ModelInfo], tuple[Report | None, int]],
-    *,
-    selector: object | None = None,
-    warnings: bool = True,
-) -> None:
-    """Run `work` on every model and render the reports in argument order.
-
-    One model that cannot be read (or read further) is reported on stderr, and as an `error`
-    document in JSON, without hiding the others; the exit code is the worst of all models.
-    A `selector` whose patterns match no layer in any readable model is a usage error (exit 2).
-    """
-    from varctl.model import ModelInfo
-    from varctl.render import render
-    from varctl.select import Selector, no_match_error
-    from varctl.views import error_report
-
-    opened: list[ModelInfo | VarctlError] = []
-    for p in paths:
-        try:
-            opened.append(open_or_fail(p))
-        except VarctlError as e:
-            opened.append(e)
-    infos = [i for i in opened if isinstance(i, ModelInfo)]
-    if isinstance(selector, Selector) and selector.patterns and infos:
-        if missing := selector.unmatched(infos):
-            raise no_match_error(missing, infos)
-    reports: list[Report] = []
-    worst = 0
-    for path, item in zip(paths, opened, strict=True):
-        if isinstance(item, ModelInfo):
-            if warnings:
-                for w in item.warnings:
-                    out.message("warning", f"{item.source}: {w}")
-            try:
-                report, code = work(item)
-            except VarctlError as e:
-                item = e
-            else:
-                reports += [report] if report is not None else []
-                worst = max(worst, code)
-                continue
-        _error(item)
-        worst = max(worst, item.exit_code)
-        if fmt is Format.json:
-            reports.append(error_report(schema, path, item.message))
-    render(reports, fmt)
-    if worst:
-        raise typer.Exit(worst)
-
-
 @app.command("check")
 @handle_errors
 def check(
@@ -152,7 +92,7 @@ def check(
         code = 0 if result.ok else EXIT_FOUND
         return (None if quiet and result.ok else views.check_report(result, failures_only=quiet)), code
 
-    _run_each(models, fmt, views.CHECK_SCHEMA, work, warnings=verbose)
+    run_each(models, fmt, views.CHECK_SCHEMA, work, warnings=verbose)
 
 
 @app.command("diff")
@@ -200,4 +140,4 @@ def stats(
         with out.progress(sum(v.nbytes for v in chosen), f"stats {info.source}") as advance:
             return views.stats_report(info, ci.stats(info, chosen, advance)), 0
 
-    _run_each(models, fmt, views.STATS_SCHEMA, work, selector=selector)
+    run_each(models, fmt, views.STATS_SCHEMA, work, selector=selector)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from varctl import out
 from varctl.cli import (
     CustomObjectsOpt,
     FormatOpt,
@@ -18,7 +17,6 @@ from varctl.cli import (
     app,
     handle_errors,
     load_options,
-    open_or_fail,
 )
 from varctl.render import Format
 
@@ -45,17 +43,18 @@ def list_(
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
-    from varctl.render import render
-    from varctl.select import Selector, filter_trainable, no_match_error
+    from varctl.commands import run_each
+    from varctl.select import Selector, filter_trainable
 
     selector = Selector(tuple(pattern or ()), regex)
     loading = load_options(load, custom_objects, unsafe)
-    infos = [open_or_fail(p, loading) for p in models]
-    if selector.patterns and (missing := selector.unmatched(infos)):
-        raise no_match_error(missing, infos)
     make = views.layers_report if by_layer else views.list_report
-    reports = [make(i, filter_trainable(selector.variables(i), trainable)) for i in infos]
-    for info in infos:
-        for w in info.warnings:
-            out.message("warning", f"{info.source}: {w}")
-    render(reports, fmt)
+    schema = views.LAYERS_SCHEMA if by_layer else views.LIST_SCHEMA
+    run_each(
+        models,
+        fmt,
+        schema,
+        lambda info: (make(info, filter_trainable(selector.variables(info), trainable)), 0),
+        selector=selector,
+        load=loading,
+    )
