@@ -76,12 +76,14 @@ def _edit(
             keep_batchnorm_frozen=keep_batchnorm_frozen, optimizer_state=optimizer_state,
         )  # fmt: skip
 
-        def check(tmp: str) -> None:  # runs on the finished temp file, before the rename
-            guard.check_unchanged()
-            if verify:
-                verified.append(edit.verify(plan, tmp, shown_as=target))
-
         if guard is not None and target:
+            held = guard
+
+            def check(tmp: str) -> None:  # runs on the finished temp file, before the rename
+                held.check_unchanged()
+                if verify:
+                    verified.append(edit.verify(plan, tmp, shown_as=target))
+
             edit.apply(plan, model, target, check=check)
     for note in plan.notes:
         out.message("note", note)
