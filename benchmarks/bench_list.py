@@ -74,8 +74,8 @@ def main() -> None:
     for label, path in (("small", small), ("transfer_learning", tl), ("large", large)):
         size = path.stat().st_size
         rows[f"list {label} ({size / 1e6:.1f} MB)"] = measure(VARCTL + ["list", str(path), "-f", "json"], args.runs)
-    rows[f"freeze -o large"] = measure(VARCTL + ["freeze", str(large), "-p", "dense", "-o", str(tmp)], args.runs)
-    rows[f"cp large"] = measure(["cp", str(large), str(tmp)], args.runs)
+    rows["freeze -o large"] = measure(VARCTL + ["freeze", str(large), "-p", "dense", "-o", str(tmp)], args.runs)
+    rows["cp large"] = measure(["cp", str(large), str(tmp)], args.runs)
     rows["python -c pass"] = measure([sys.executable, "-c", "pass"], args.runs)
     rows["varctl --version"] = measure(VARCTL + ["--version"], args.runs)
     tmp.unlink(missing_ok=True)
