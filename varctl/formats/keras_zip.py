@@ -138,8 +138,9 @@ def check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def read_config(path: str) -> Any:
-    """config.json of a `.keras` archive, parsed."""
+@contextmanager
+def open_archive(path: str) -> Iterator[tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]]:
+    """The archive and its checked members; refuses anything that is not a Keras archive."""
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
@@ -150,6 +151,12 @@ def read_config(path: str) -> Any:
         members = check_members(zf)
         if _CONFIG_FILENAME not in members:
             raise UnreadableModel("not a Keras archive: no config.json inside the zip")
+        yield zf, members
+
+
+def read_config(path: str) -> Any:
+    """config.json of a `.keras` archive, parsed."""
+    with open_archive(path) as (zf, members):
         return read_json_member(zf, members[_CONFIG_FILENAME])
 
 
@@ -162,16 +169,7 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
         config: an edited config to interpret instead of the archive's own (editors predict
             the result of a change with it).
     """
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise UnreadableModel(f"not a valid zip archive ({e})") from e
-    except NotImplementedError as e:
-        raise UnsupportedFormat(f"zip archive uses an unsupported feature ({e})") from e
-    with zf:
-        members = check_members(zf)
-        if _CONFIG_FILENAME not in members:
-            raise UnreadableModel("not a Keras archive: no config.json inside the zip")
+    with open_archive(path) as (zf, members):
         if config is None:
             config = read_json_member(zf, members[_CONFIG_FILENAME])
         keras_version = None
