@@ -70,6 +70,8 @@ def recurrent():
     x = L.GRU(4, return_sequences=True)(x)
     x = L.GRU(4, return_sequences=True, reset_after=False)(x)
     x = L.RNN(L.LSTMCell(3), return_sequences=True)(x)
+    x = L.RNN(L.SimpleRNNCell(3, use_bias=False), return_sequences=True)(x)
+    x = L.RNN(L.GRUCell(3), return_sequences=True)(x)
     x = L.Bidirectional(L.LSTM(2, return_sequences=True))(x)
     x = L.Bidirectional(
         L.GRU(2, return_sequences=True), backward_layer=L.GRU(3, return_sequences=True, go_backwards=True)
@@ -85,11 +87,12 @@ def attention():
     v = keras.Input((5, 6))
     a = L.MultiHeadAttention(2, 3)(q, v)
     b = L.MultiHeadAttention(2, 3, use_bias=False, name="mha_nobias")(q, v)
+    g = L.MultiHeadAttention(2, 3, use_gate=True, name="mha_gated")(q, v)
     c = L.Attention(use_scale=True)([q, v])
     d = L.Attention(score_mode="concat")([q, v])
     e = L.AdditiveAttention()([q, v])
     f = L.AdditiveAttention(use_scale=False)([q, v])
-    return keras.Model([q, v], [a, b, c, d, e, f])
+    return keras.Model([q, v], [a, b, c, d, e, f, g])
 
 
 def frozen_quirks():

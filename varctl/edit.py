@@ -463,43 +463,78 @@ def h5_weight_order(plan: Plan) -> dict[str, list[str]]:
     """New `weight_names` per top-level layer group of a legacy .h5 file.
 
     Legacy loading is positional against `layer.trainable_weights + layer.non_trainable_weights`,
-    so a change of flags must reorder the names (or Keras silently swaps weights). The file order
-    is the layer's weight order partitioned by the flags at save time; that order can be recovered
-    when the layer was frozen (nothing partitioned) or is a single layer (own variables are stored
-    trainable-first already). Other cases are refused rather than guessed.
+    so a change of flags must reorder the names (or Keras silently swaps weights). That list is
+    the layer's weight order (`layer.weights`: own variables, then tracked sublayers) partitioned
+    by the flags; a frozen layer's is not partitioned at all. The weight order comes from the
+    layer tree (or, for a frozen or single layer, from the file itself), and the file must be
+    exactly what Keras wrote for the old flags; anything else is refused rather than guessed.
     """
+    from varctl.optimizer import model_order
+
     before_layers = {l.path: l for l in plan.before.layers}
     after_layers = {l.path: l for l in plan.after.layers}
-    groups: dict[str, list[tuple[Variable, Variable]]] = {}
     after_by_storage = {v.storage: v for v in plan.after.variables}
+    order = model_order(plan.before)
+    position = {v.storage: i for i, v in enumerate(order)} if order is not None else None
+    groups: dict[str, list[Variable]] = {}
     for v in plan.before.variables:
-        top = v.storage.split("/")[2]  # /model_weights/<layer>/...
-        groups.setdefault(top, []).append((v, after_by_storage[v.storage]))
+        groups.setdefault(v.storage.split("/")[2], []).append(v)  # /model_weights/<layer>/...
+
+    def partition(vs: list[Variable], flag: Callable[[Variable], bool]) -> list[Variable]:
+        return [v for v in vs if flag(v)] + [v for v in vs if not flag(v)]
+
+    def old_flag(v: Variable) -> bool:
+        return _own_trainable(plan.before, before_layers, v)
+
+    def new_flag(v: Variable) -> bool:
+        return _own_trainable(plan.after, after_layers, after_by_storage[v.storage])
+
     orders: dict[str, list[str]] = {}
-    for top, pairs in groups.items():
-        top_before = before_layers.get(top)
-        top_after = after_layers.get(top)
-        old_flags = [_own_trainable(plan.before, before_layers, b) for b, _ in pairs]
-        new_flags = [_own_trainable(plan.after, after_layers, a) for _, a in pairs]
+    for top, in_file in groups.items():
+        top_before, top_after = before_layers.get(top), after_layers.get(top)
         old_gated = top_before is not None and top_before.config_flag is False
         new_gated = top_after is not None and not top_after.flag
-        single = len({b.layer for b, _ in pairs}) == 1
-        if not (old_gated or single) and len(set(old_flags)) > 1 and old_flags != new_flags:
+        if position is not None:
+            weights = sorted(in_file, key=lambda v: position[v.storage])
+        elif old_gated or len({v.layer for v in in_file}) == 1:
+            weights = in_file  # not partitioned when saved: the file order is the weight order
+        else:
+            weights = []
+        expected = weights if old_gated else partition(weights, old_flag)
+        if [v.storage for v in expected] != [v.storage for v in in_file]:
             raise UsageError(
                 f"cannot reorder the weights of layer '{top}' in this legacy .h5 file safely",
                 hint="Keras loads .h5 weights by position; convert the model to .keras "
                 "(keras.saving.load_model('m.h5').save('m.keras')) and edit that",
             )
-        model_order = [a for _, a in pairs]
-        if new_gated:
-            ordered = model_order
-        else:
-            ordered = [a for a, t in zip(model_order, new_flags, strict=True) if t] + [
-                a for a, t in zip(model_order, new_flags, strict=True) if not t
-            ]
+        ordered = weights if new_gated else partition(weights, new_flag)
         prefix = f"/model_weights/{top}/"
-        orders[top] = [a.storage[len(prefix) :] for a in ordered]
+        orders[top] = [v.storage[len(prefix) :] for v in ordered]
     return orders
+
+
+# Keras's legacy writer splits a name list bigger than this into `name0`, `name1`, ... attributes
+# (HDF5's object header holds at most 64 KB); its loader reads `name` first, then the parts.
+_HDF5_OBJECT_HEADER_LIMIT = 64512
+
+
+def _set_name_list(group: Any, key: str, names: list[str]) -> None:
+    """Write a list-of-names attribute the way keras.legacy save_attributes_to_hdf5_group does."""
+    import numpy as np
+
+    for old in [k for k in group.attrs if k == key or (k.startswith(key) and k[len(key) :].isdigit())]:
+        del group.attrs[old]
+    data = np.array([n.encode("utf-8") for n in names])
+    chunks = 1
+    parts = np.array_split(data, chunks)
+    while any(p.nbytes > _HDF5_OBJECT_HEADER_LIMIT for p in parts) and chunks < len(names):
+        chunks += 1
+        parts = np.array_split(data, chunks)
+    if chunks == 1:
+        group.attrs[key] = data
+    else:
+        for i, part in enumerate(parts):
+            group.attrs[f"{key}{i}"] = part
 
 
 def _write_h5(src: str, tmp: str, plan: Plan) -> None:
