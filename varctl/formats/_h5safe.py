@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import h5py
+from h5py import h5l
 
 from varctl.errors import UnreadableModel, UnsafeFile
 
@@ -32,19 +33,30 @@ class Budget:
 
 
 def _link_kind(group: h5py.Group, name: str) -> str:
+    # One H5Lget_info instead of `group.get(name, getlink=True)` (an exists check, then the
+    # same call): a walk does this for every member it touches.
     try:
-        link = group.get(name, getlink=True)
-    except Exception as e:  # h5py raises many types on corrupt files
+        typecode = group.id.links.get_info(name.encode("utf-8") if isinstance(name, str) else name).type
+    except Exception as e:  # missing, or corrupt: h5py raises many types on corrupt files
+        try:
+            present = name in group
+        except Exception as e2:
+            raise UnreadableModel(f"corrupt HDF5 member '{name}': {e2}") from e2
+        if not present:
+            return "missing"
         raise UnreadableModel(f"corrupt HDF5 member '{name}': {e}") from e
-    if link is None:
-        return "missing"
-    if isinstance(link, h5py.HardLink):
+    return _kind(typecode, name)
+
+
+def _kind(typecode: int, name: str) -> str:
+    if typecode == h5l.TYPE_HARD:
         return "hard"
-    if isinstance(link, h5py.ExternalLink):
+    if typecode == h5l.TYPE_EXTERNAL:
         raise UnsafeFile(f"HDF5 member '{name}' is an external link to another file (refused)")
-    if isinstance(link, h5py.SoftLink):
+    if typecode == h5l.TYPE_SOFT:
         raise UnsafeFile(f"HDF5 member '{name}' is a soft link (refused)")
-    raise UnsafeFile(f"HDF5 member '{name}' is a user-defined link (refused)")
+    # h5py's get(getlink=True) raised TypeError here, reported as corrupt: kept as it was.
+    raise UnreadableModel(f"corrupt HDF5 member '{name}': Unknown link type")
 
 
 def _get(group: h5py.Group, name: str) -> Any:
@@ -100,14 +112,26 @@ def get_dataset(group: h5py.Group, name: str) -> h5py.Dataset | None:
 
 def member_names(group: h5py.Group, budget: Budget) -> list[str]:
     """Names in `group` (HDF5 lists them alphabetically), each checked to be a hard link."""
+    # One H5Literate yields every name with its link type (same order as group.keys()), instead
+    # of one lookup per member.
+    found: list[tuple[bytes, int]] = []
     try:
-        names = list(group.keys())
+        group.id.links.iterate(lambda n, info: found.append((n, info.type)), info=True)
     except Exception as e:
         raise UnreadableModel(f"corrupt HDF5 group '{group.name}': {e}") from e
+    names = [_decode_name(n) for n, _ in found]
     budget.spend(len(names) + 1)
-    for n in names:
-        _link_kind(group, n)
+    for n, (_, typecode) in zip(names, found, strict=True):
+        _kind(typecode, n)
     return names
+
+
+def _decode_name(name: bytes) -> Any:
+    """As h5py's Group.keys() decodes a member name: UTF-8 text, else the raw bytes."""
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name
 
 
 def subgroups(group: h5py.Group, budget: Budget) -> Iterator[tuple[str, h5py.Group]]:

@@ -69,6 +69,10 @@ class _Window(io.RawIOBase):
 
     def __init__(self, f: IO[bytes], start: int, size: int) -> None:
         self._f, self._start, self._size, self._pos = f, start, size, 0
+        try:
+            self._fd: int | None = f.fileno() if hasattr(os, "preadv") else None
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._fd = None
 
     def readable(self) -> bool:
         return True
@@ -88,11 +92,16 @@ class _Window(io.RawIOBase):
         n = max(0, min(len(buffer), self._size - self._pos))
         if n == 0:
             return 0
-        self._f.seek(self._start + self._pos)
-        data = self._f.read(n)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        # HDF5 reads its metadata here in many small pieces: each goes straight into HDF5's own
+        # buffer at an absolute offset (no seek, no intermediate bytes object).
+        view = memoryview(buffer).cast("B")[:n]
+        if self._fd is not None:
+            got = os.preadv(self._fd, [view], self._start + self._pos)
+        else:
+            self._f.seek(self._start + self._pos)
+            got = self._f.readinto(view) or 0  # type: ignore[attr-defined]
+        self._pos += got
+        return got
 
 
 def _data_offset(f: IO[bytes], info: zipfile.ZipInfo, file_size: int) -> int:

@@ -45,7 +45,7 @@ def _flag(cfg: Config) -> bool | None:
     return None if value is None else bool(value)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: comparing trees field by field made `in`/`index` quadratic
 class Node:
     """One layer in the tree. `pointer` locates its config entry, for editors."""
 
@@ -333,6 +333,11 @@ class Tree:
                 "varctl list --load --custom-objects layers.py MODEL"
             )
         self.warnings.extend(self._inconsistencies())
+        nodes = self.root.walk()[1:]
+        position: dict[tuple[int, int], int] = {}
+        for n in [self.root, *nodes]:
+            for i, c in enumerate(n.list_children):
+                position.setdefault((id(n), id(c)), i)
         layers = tuple(
             Layer(
                 path=n.path,
@@ -346,9 +351,9 @@ class Tree:
                 known=n.known,
                 pointer=n.pointer,
                 attr=n.attr,
-                index=n.parent.list_children.index(n) if n.parent and n in n.parent.list_children else None,
+                index=position.get((id(n.parent), id(n))),
             )
-            for n in self.root.walk()[1:]
+            for n in nodes
         )
         return ModelInfo(
             source=source,
