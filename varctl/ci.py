@@ -40,6 +40,8 @@ class Assertions:
     finite: bool = False
     patterns: tuple[str, ...] = ()  # restrict every assertion to these layers
     regex: bool = False
+    no_lambda: bool = False  # no Lambda layer, serialized lambda or other layer that wraps code
+    only_keras_layers: bool = False  # nothing but Keras's own classes and functions (implies no_lambda)
 
     def __post_init__(self) -> None:
         Selector(self.frozen + self.trainable + self.patterns, self.regex)  # bad regex: UsageError now
@@ -195,6 +197,26 @@ def _finite_outcome(reader: ValueReader, scope: list[Variable], progress: Progre
     return Outcome("finite", None, not offenders, message, len(scope), tuple(offenders))
 
 
+def _risk_outcome(info: ModelInfo, assertions: Assertions, name: str, kinds: tuple[str, ...]) -> Outcome:
+    """no_lambda / only_keras_layers: the config's references to code (tree.find_risks)."""
+    risks = [r for r in info.risks if r.kind in kinds]
+    if assertions.patterns:  # only risks inside the selected layers
+        chosen = {l.path for l in Selector(assertions.patterns, assertions.regex).layers(info)}
+        risks = [r for r in risks if _inside_any(r.where.split(": ", 1)[0], chosen)]
+    offenders = tuple(Offender(r.where, r.what) for r in risks)
+    what = "Lambda layers or other code" if name == "no_lambda" else "classes or code from outside Keras"
+    if offenders:
+        message = f"{len(offenders)} reference(s) to {what} in the config"
+    else:
+        message = f"no {what} in the config"
+    return Outcome(name, None, not offenders, message, len(info.layers), offenders)
+
+
+def _inside_any(path: str, chosen: set[str]) -> bool:
+    parts = path.split("/")
+    return any("/".join(parts[: i + 1]) in chosen for i in range(len(parts)))
+
+
 def scope_of(info: ModelInfo, patterns: Sequence[str], regex: bool) -> list[Variable]:
     return Selector(tuple(patterns), regex).variables(info)
 
@@ -208,7 +230,8 @@ def check(info: ModelInfo, assertions: Assertions, progress: Progress = _no_prog
         progress: called with the bytes read, for value checks (--finite).
 
     Returns:
-        CheckResult with one Outcome per assertion, in the order: frozen, trainable, max, min, finite.
+        CheckResult with one Outcome per assertion, in the order: frozen, trainable, max, min, finite,
+        no_lambda, only_keras_layers.
     """
     outcomes: list[Outcome] = []
     if assertions.patterns and (missing := Selector(assertions.patterns, assertions.regex).unmatched([info])):
@@ -227,6 +250,10 @@ def check(info: ModelInfo, assertions: Assertions, progress: Progress = _no_prog
     if assertions.finite:
         with ValueReader(info) as reader:
             outcomes.append(_finite_outcome(reader, scope, progress))
+    if assertions.no_lambda:
+        outcomes.append(_risk_outcome(info, assertions, "no_lambda", ("lambda",)))
+    if assertions.only_keras_layers:
+        outcomes.append(_risk_outcome(info, assertions, "only_keras_layers", ("lambda", "custom")))
     return CheckResult(info, tuple(outcomes))
 
 

@@ -152,11 +152,13 @@ def plan_freeze(
     Returns:
         A Plan; raises UsageError when the change cannot be saved in the file.
     """
-    from varctl.formats import open_model
+    from varctl.formats import _sandbox, open_model
     from varctl.formats.keras_zip import read_config as keras_config
     from varctl.formats.legacy_h5 import read_config_file as h5_config
 
-    config = copy.deepcopy(keras_config(path) if info.format == "keras" else h5_config(path))
+    # Every read of the input's HDF5 runs in the sandbox, like open_model's.
+    reader = keras_config if info.format == "keras" else h5_config
+    config = copy.deepcopy(_sandbox.call(reader, path, label=f"'{path}'"))
     changes: dict[str, Change] = {}
     by_path = {l.path: l for l in info.layers}
     notes: list[str] = []
@@ -204,6 +206,7 @@ def plan_freeze(
 def _plan_optimizer(plan: Plan, mode: str, path: str) -> None:
     """Decide what happens to optimizer state saved for the old trainable set."""
     from varctl import optimizer
+    from varctl.formats import _sandbox
     from varctl.formats.keras_zip import optimizer_slots
 
     if mode == "keep":
@@ -222,7 +225,7 @@ def _plan_optimizer(plan: Plan, mode: str, path: str) -> None:
             layout = optimizer.layout_for(entry)
             old = optimizer.trainable_order(plan.before)
             new = optimizer.trainable_order(plan.after)
-            saved = optimizer_slots(path)
+            saved = _sandbox.call(optimizer_slots, path, label=f"'{path}'")
             if layout is None:
                 name = entry.get("class_name") if isinstance(entry, dict) else entry
                 why = f"the slot layout of optimizer {name!r} is not known to varctl"
@@ -254,9 +257,10 @@ def _plan_optimizer(plan: Plan, mode: str, path: str) -> None:
 
 
 def _h5_compiled(path: str) -> bool:
+    from varctl.formats import _sandbox
     from varctl.formats.legacy_h5 import has_training_config
 
-    return has_training_config(path)
+    return _sandbox.call(has_training_config, path, label=f"'{path}'")
 
 
 def _check_result(
@@ -539,7 +543,6 @@ def _set_name_list(group: Any, key: str, names: list[str]) -> None:
 
 def _write_h5(src: str, tmp: str, plan: Plan) -> None:
     import h5py
-    import numpy as np
 
     config, drop_optimizer = plan.config, plan.drop_optimizer
     orders = h5_weight_order(plan)
@@ -550,8 +553,7 @@ def _write_h5(src: str, tmp: str, plan: Plan) -> None:
         with h5py.File(tmp, "r+", locking=False) as h5:
             h5.attrs["model_config"] = json.dumps(config)
             for top, names in orders.items():
-                group = h5["model_weights"][top]
-                group.attrs["weight_names"] = np.array([n.encode("utf-8") for n in names])
+                _set_name_list(h5["model_weights"][top], "weight_names", names)
             if drop_optimizer:
                 if "training_config" in h5.attrs:
                     del h5.attrs["training_config"]

@@ -64,6 +64,18 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Risk:
+    """Something in the saved config that refers to code (varctl never imports or runs it)."""
+
+    kind: str  # "lambda": code stored in the file, or a layer that wraps code; "custom": from outside Keras
+    where: str  # the layer's path, plus the config key for objects that are not layers
+    what: str  # "Lambda layer", "layer class `mypkg>Reg`", "function `my_act` (module builtins)", ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "where": self.where, "what": self.what}
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a reader learned about one model file."""
 
@@ -76,6 +88,7 @@ class ModelInfo:
     layers: tuple[Layer, ...]
     variables: tuple[Variable, ...]
     warnings: tuple[str, ...] = field(default=())
+    risks: tuple[Risk, ...] = field(default=())  # Lambda layers, custom classes (config formats only)
 
     def totals(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, int]:
         vs = self.variables if variables is None else variables

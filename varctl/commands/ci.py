@@ -42,6 +42,22 @@ MinParamsOpt = Annotated[
 FiniteOpt = Annotated[
     bool, typer.Option("--finite", help="No NaN or Inf value in any selected variable (reads values).")
 ]
+NoLambdaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-lambda",
+        help="No Lambda layer (nor other code: serialized lambdas, TorchModuleWrapper, JaxLayer, TFSMLayer) "
+        "in the config.",
+    ),
+]
+OnlyKerasOpt = Annotated[
+    bool,
+    typer.Option(
+        "--only-keras-layers",
+        help="Nothing in the config but Keras's own classes and functions: no custom layers or objects, "
+        "no Lambda code.",
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also show assertions that hold, and warnings.")
 ]
@@ -72,17 +88,19 @@ def check(
     max_trainable_params: MaxParamsOpt = None,
     min_trainable_params: MinParamsOpt = None,
     finite: FiniteOpt = False,
+    no_lambda: NoLambdaOpt = False,
+    only_keras_layers: OnlyKerasOpt = False,
     pattern: PatternOpt = None,
     regex: RegexOpt = False,
     verbose: VerboseOpt = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Assert trainable state, parameter budgets and finite values; exit 1 if any fails, quiet if all hold.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite"""
+    """Assert trainable state, parameter budgets, finite values and no code in the config; exit 1 if any fails, quiet if all hold.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite --no-lambda"""
     from varctl import ci, views
 
     assertions = ci.Assertions(
         tuple(frozen or ()), tuple(trainable or ()), max_trainable_params, min_trainable_params, finite,
-        tuple(pattern or ()), regex,
+        tuple(pattern or ()), regex, no_lambda, only_keras_layers,
     )  # fmt: skip
     quiet = fmt is Format.table and not verbose
 

@@ -239,8 +239,11 @@ def open_model(path: str, *, config: dict | None = None, load: LoadOptions | Non
         UnreadableModel: missing, unreadable, corrupt, unsafe or unsupported input.
         UsageError: `load` given for an input that is not a .keras or .h5 model.
     """
-    kind, target = identify(path)
+    from varctl.formats import _sandbox
+
+    _preload()
     if load is not None:
+        kind, target = _sandbox.call(identify, path)
         if kind not in EDITABLE:
             raise UsageError(
                 f"--load loads .keras and .h5 models; '{path}' is {_DESCRIPTION[kind]}",
@@ -249,6 +252,40 @@ def open_model(path: str, *, config: dict | None = None, load: LoadOptions | Non
         from varctl.formats import loaded
 
         return loaded.read(target, path, kind, load)
+    # The HDF5 C library parses the file in a child process: a crash or a hang there is one
+    # clean error here. TensorFlow formats are only identified there and read here (TF is never
+    # forked into).
+    found = _sandbox.call(_read_static, path, config)
+    if isinstance(found, ModelInfo):
+        return found
+    kind, target = found
+    if kind == "savedmodel":
+        from varctl.formats import savedmodel
+
+        return savedmodel.read(target, path)
+    from varctl.formats import checkpoint
+
+    return checkpoint.read(target, path)
+
+
+def _preload() -> None:
+    """Import every static reader before forking, so each child does not import them again."""
+    from varctl import optimizer  # noqa: F401
+    from varctl.formats import checkpoint, keras_zip, legacy_h5, savedmodel, weights_h5  # noqa: F401
+
+
+def _read_static(path: str, config: dict | None) -> ModelInfo | tuple[str, str]:
+    """Runs in the sandbox: the ModelInfo of a static format, or (kind, target) for TensorFlow's."""
+    try:
+        return _read_static_unguarded(path, config)
+    except RecursionError:  # groups or configs nested thousands deep: not a model, a trap
+        from varctl.errors import UnsafeFile
+
+        raise UnsafeFile("nested too deeply (refused)") from None
+
+
+def _read_static_unguarded(path: str, config: dict | None) -> ModelInfo | tuple[str, str]:
+    kind, target = identify(path)
     if kind == "keras":
         from varctl.formats import keras_zip
 
@@ -261,13 +298,7 @@ def open_model(path: str, *, config: dict | None = None, load: LoadOptions | Non
         from varctl.formats import weights_h5
 
         return weights_h5.read(target, path)
-    if kind == "savedmodel":
-        from varctl.formats import savedmodel
-
-        return savedmodel.read(target, path)
-    from varctl.formats import checkpoint
-
-    return checkpoint.read(target, path)
+    return kind, target
 
 
 def require_editable(info: ModelInfo) -> None:

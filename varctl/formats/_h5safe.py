@@ -18,6 +18,26 @@ from varctl.errors import UnreadableModel, UnsafeFile
 # A real model has thousands of objects, not millions: past this a walk is refused, not slow.
 MAX_OBJECTS = 2_000_000
 MAX_ATTR_BYTES = 64 * 1024 * 1024
+MAX_ATTR_ITEMS = 10_000_000
+MAX_DEPTH = 200  # group nesting; a deeply nested real model is a few dozen levels
+# Filters HDF5 and h5py implement themselves. Any other id would make HDF5 look for a plugin
+# (a shared library) when values are read: refused, and plugin loading is switched off below.
+_BUILTIN_FILTERS = frozenset(
+    {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32,
+     h5py.h5z.FILTER_SZIP, h5py.h5z.FILTER_NBIT, h5py.h5z.FILTER_SCALEOFFSET, h5py.h5z.FILTER_LZF}
+)  # fmt: skip
+
+
+def _no_plugins() -> None:
+    """Empty HDF5's plugin search path (HDF5_PLUGIN_PATH included): no filter library is ever loaded."""
+    try:
+        while h5py.h5pl.size():
+            h5py.h5pl.remove(0)
+    except Exception:  # noqa: BLE001 - an HDF5 built without plugin support
+        pass
+
+
+_no_plugins()
 
 
 class Budget:
@@ -91,8 +111,15 @@ def check_dataset(ds: h5py.Dataset) -> h5py.Dataset:
     try:
         if ds.is_virtual:
             raise UnsafeFile(f"HDF5 dataset '{ds.name}' is a virtual dataset (refused)")
-        if ds.id.get_create_plist().get_external_count() > 0:
+        plist = ds.id.get_create_plist()
+        if plist.get_external_count() > 0:
             raise UnsafeFile(f"HDF5 dataset '{ds.name}' stores its data in an external file (refused)")
+        for i in range(plist.get_nfilters()):
+            code = plist.get_filter(i)[0]
+            if code not in _BUILTIN_FILTERS:
+                raise UnsafeFile(
+                    f"HDF5 dataset '{ds.name}' needs filter plugin #{code} (refused: plugins are code)"
+                )
     except UnsafeFile:
         raise
     except Exception as e:
@@ -141,14 +168,34 @@ def subgroups(group: h5py.Group, budget: Budget) -> Iterator[tuple[str, h5py.Gro
             yield n, obj
 
 
-def str_attr(obj: h5py.HLObject, key: str) -> str | None:
-    """A string attribute, decoded; None when absent; refuses absurd sizes."""
+def _attr(obj: h5py.HLObject, key: str) -> Any:
+    """The raw value of attribute `key` (None when absent), its size checked before it is read."""
     try:
         if key not in obj.attrs:
             return None
-        value = obj.attrs[key]
+        aid = obj.attrs.get_id(key)
+        items = 1
+        for d in aid.shape or ():
+            items *= int(d)
     except Exception as e:
         raise UnreadableModel(f"corrupt HDF5 attribute '{key}': {e}") from e
+    try:
+        stored = aid.get_storage_size()
+    except Exception:  # noqa: BLE001 - h5py raises for an empty attribute (storage size 0)
+        stored = 0
+    if items > MAX_ATTR_ITEMS or stored > MAX_ATTR_BYTES:
+        raise UnsafeFile(f"HDF5 attribute '{key}' is too large ({items:,} items, {stored:,} bytes; refused)")
+    try:
+        return obj.attrs[key]
+    except Exception as e:
+        raise UnreadableModel(f"corrupt HDF5 attribute '{key}': {e}") from e
+
+
+def str_attr(obj: h5py.HLObject, key: str) -> str | None:
+    """A string attribute, decoded; None when absent; refuses absurd sizes."""
+    value = _attr(obj, key)
+    if value is None:
+        return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     if hasattr(value, "tolist") and not isinstance(value, str):
@@ -163,13 +210,25 @@ def str_attr(obj: h5py.HLObject, key: str) -> str | None:
 
 
 def list_attr(obj: h5py.HLObject, key: str) -> list[str] | None:
-    """A list-of-strings attribute (`layer_names`, `weight_names`), decoded."""
-    try:
-        if key not in obj.attrs:
+    """A list-of-strings attribute (`layer_names`, `weight_names`), decoded.
+
+    Keras splits one larger than HDF5's 64 KB header limit into `key0`, `key1`, ...
+    (legacy_h5_format.save_attributes_to_hdf5_group); those are joined, as Keras's loader does.
+    """
+    value = _attr(obj, key)
+    if value is None:
+        parts: list[Any] = []
+        while (part := _attr(obj, f"{key}{len(parts)}")) is not None:
+            parts.append(part)
+            if len(parts) > MAX_ATTR_ITEMS:
+                raise UnsafeFile(f"HDF5 attribute '{key}' has too many parts (refused)")
+        if not parts:
             return None
-        value = obj.attrs[key]
-    except Exception as e:
-        raise UnreadableModel(f"corrupt HDF5 attribute '{key}': {e}") from e
+        return [item for part in parts for item in _strings(part)]
+    return _strings(value)
+
+
+def _strings(value: Any) -> list[str]:
     items = value.tolist() if hasattr(value, "tolist") else list(value)
     if not isinstance(items, list):
         items = [items]

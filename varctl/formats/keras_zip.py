@@ -31,6 +31,7 @@ _SHARDED_INDEX = "model.weights.json"
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a config of a 10,000-layer model is a few MB
 MAX_MEMBERS = 100_000
+MAX_COMPRESSED_WEIGHTS = 4 * 1024**3
 # Top-level groups that hold training state, not model variables.
 _NOT_MODEL_STATE = {"optimizer", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
 
@@ -110,6 +111,8 @@ def _data_offset(f: IO[bytes], info: zipfile.ZipInfo, file_size: int) -> int:
     if len(header) != 30 or header[:4] != b"PK\x03\x04":
         raise UnreadableModel(f"corrupt zip: bad local header for '{info.filename}'")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
+    if f.read(name_len) != info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"):
+        raise UnsafeFile(f"corrupt zip: the local header of '{info.filename}' names another member")
     start = info.header_offset + 30 + name_len + extra_len
     if start + info.compress_size > file_size:
         raise UnreadableModel(f"truncated archive: '{info.filename}' runs past the end of the file")
@@ -121,10 +124,23 @@ def open_weights(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Itera
     """Open the weights HDF5 member in place (stored) or as a stream (compressed, slower)."""
     with open(path, "rb") as raw:
         if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise UnsafeFile(
+                    f"'{info.filename}' is stored uncompressed but declares {info.file_size:,} bytes "
+                    f"for {info.compress_size:,} stored (refused: lying sizes)"
+                )
             size = os.fstat(raw.fileno()).st_size
             fileobj: Any = _Window(raw, _data_offset(raw, info, size), info.file_size)
         else:
-            fileobj = zf.open(info)  # seekable stream; Keras itself never compresses this member
+            # A seekable stream; Keras itself never compresses this member. A deflated member can
+            # claim any size: past this it is refused rather than inflated.
+            if info.file_size > MAX_COMPRESSED_WEIGHTS:
+                raise UnsafeFile(
+                    f"'{info.filename}' is compressed and declares {info.file_size:,} bytes "
+                    f"(limit {MAX_COMPRESSED_WEIGHTS:,})",
+                    hint="re-save the model with Keras, which stores this member uncompressed",
+                )
+            fileobj = zf.open(info)
         try:
             h5 = h5py.File(fileobj, "r", locking=False)
         except Exception as e:
@@ -331,6 +347,8 @@ class _Walker:
 
     def _unexpected(self, node: Node, attr: str, group: h5py.Group, prefix: str) -> None:
         """Groups the config and catalog do not describe: list their variables generically."""
+        if prefix.count("/") > _h5safe.MAX_DEPTH:
+            raise UnsafeFile("HDF5 groups nested too deeply (refused)")
         if _h5safe.get_group(group, "vars") is not None:
             vars_group = _h5safe.get_group(group, "vars")
             name = (_h5safe.str_attr(vars_group, "name") if vars_group is not None else None) or attr
@@ -347,20 +365,17 @@ class _Walker:
                 if sub is not None:
                     self._unexpected(node, f"{attr}/{name}", sub, prefix + name + "/")
 
-    def _empty(self, group: h5py.Group) -> bool:
-        found = False
-
-        def visit(name: str, obj: Any) -> None:
-            nonlocal found
-            self.budget.spend()
+    def _empty(self, group: h5py.Group, depth: int = 0) -> bool:
+        """No dataset below `group` (walked link by link, each checked: never h5py's visititems)."""
+        if depth > _h5safe.MAX_DEPTH:
+            raise UnsafeFile("HDF5 groups nested too deeply (refused)")
+        for name in _h5safe.member_names(group, self.budget):
+            obj = _h5safe.get_member(group, name)
             if isinstance(obj, h5py.Dataset):
-                found = True
-
-        try:
-            group.visititems(visit)
-        except Exception as e:
-            raise UnreadableModel(f"corrupt HDF5 group '{group.name}': {e}") from e
-        return not found
+                return False
+            if isinstance(obj, h5py.Group) and not self._empty(obj, depth + 1):
+                return False
+        return True
 
 
 def _optimizer_meta(h5: h5py.File) -> list[tuple[tuple[int, ...], str]] | None:

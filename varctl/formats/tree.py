@@ -18,9 +18,11 @@ from typing import Any
 
 from varctl.errors import UnreadableModel
 from varctl.formats.catalog import (
+    CODE_LAYER_CLASSES,
     CONFIG,
     CONTAINER_CLASSES,
     INHERIT,
+    KERAS_LAYER_CLASSES,
     ChildSpec,
     LayerSpec,
     VarSpec,
@@ -28,7 +30,7 @@ from varctl.formats.catalog import (
     is_builtin,
     spec_for,
 )
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Layer, ModelInfo, Risk, Variable
 
 Config = dict[str, Any]
 
@@ -38,6 +40,120 @@ def to_snake_case(name: str) -> str:
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# Keys under which a layer's config holds other layers (containers, wrappers, RNN cells).
+_LAYER_KEYS = frozenset({"layers", "layer", "backward_layer", "forward_layer", "cell", "cells"})
+_MAX_SCAN = 5_000_000  # config nodes; json.loads already bounds the depth
+
+
+def _keras_module(module: Any) -> bool:
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def find_risks(top: Config) -> list[Risk]:
+    """Every reference to code in a saved config: Lambda layers and serialized lambdas at any depth,
+    layers that wrap code, and classes or functions from outside Keras (custom objects).
+
+    Keras 3 records each object's `module`; legacy `.h5` configs do not, so there a layer class is
+    Keras's own iff keras.layers exports it, and a registered name (`pkg>Name`) is always custom.
+    Nothing is imported or evaluated: this only reads names.
+    """
+    risks: list[Risk] = []
+    # (value, enclosing layer path, config keys below that layer, is a layer entry, inside a Lambda)
+    stack: list[tuple[Any, tuple[str, ...], tuple[str, ...], bool, bool]] = [(top, (), (), True, False)]
+    seen = 0
+    while stack:
+        obj, path, keys, is_layer, in_lambda = stack.pop()
+        seen += 1
+        if seen > _MAX_SCAN:
+            raise UnreadableModel("the model config is too large to scan (refused)")
+        if isinstance(obj, list):
+            stack.extend((v, path, keys, is_layer, in_lambda) for v in reversed(obj))
+            continue
+        if not isinstance(obj, dict):
+            continue
+        cls = obj.get("class_name")
+        cfg = obj.get("config")
+        if isinstance(cls, str) and is_layer and (path or keys or obj is not top):
+            name = cfg.get("name") if isinstance(cfg, dict) else None
+            path, keys = (*path, str(name if name is not None else cls)), ()
+        where = ": ".join(p for p in ("/".join(path), "/".join(keys)) if p) or "(the model)"
+        if isinstance(cls, str):
+            risk = _risk_of(obj, cls, is_layer, in_lambda, where)
+            if risk is not None:
+                risks.append(risk)
+            in_lambda = in_lambda or (is_layer and cls in CODE_LAYER_CLASSES)
+        children = []
+        for key, value in obj.items():
+            if isinstance(cls, str) and key in ("module", "class_name", "registered_name"):
+                continue
+            if key == "config" and isinstance(cls, str) and isinstance(value, dict):
+                for k, v in value.items():
+                    children.append((v, path, (*keys, k) if k not in _LAYER_KEYS else keys, k in _LAYER_KEYS))
+            else:
+                children.append((value, path, (*keys, str(key)), False))
+        stack.extend((v, p, k, lay, in_lambda) for v, p, k, lay in reversed(children))
+    return risks
+
+
+def _risk_of(obj: Config, cls: str, is_layer: bool, in_lambda: bool, where: str) -> Risk | None:
+    if cls == "__lambda__":
+        return None if in_lambda else Risk("lambda", where, "Python lambda")
+    if cls.startswith("__") and cls.endswith("__"):
+        return None  # Keras's own markers: __keras_tensor__, __tuple__, __numpy__, ...
+    registered = obj.get("registered_name")
+    if "module" in obj:  # Keras 3: the module is recorded
+        module = obj.get("module")
+        keras_own = _keras_module(module) and registered in (None, cls) and ">" not in cls
+    else:  # legacy .h5: no module; a registered custom class is saved as `pkg>Name`
+        module = None
+        keras_own = ">" not in cls and (not is_layer or cls in KERAS_LAYER_CLASSES)
+    if keras_own:
+        if is_layer and cls in CODE_LAYER_CLASSES:
+            return Risk("lambda", where, f"{cls} layer")
+        return None
+    if cls == "function":
+        fn = obj.get("config")
+        what = f"function `{fn if isinstance(fn, str) else '?'}`"
+    else:
+        what = f"{'layer class' if is_layer else 'class'} `{registered if isinstance(registered, str) and registered else cls}`"
+    if isinstance(module, str) and module:
+        what += f" (module `{module}`)"
+    return Risk("custom", where, what)
+
+
+def risk_warnings(risks: list[Risk] | tuple[Risk, ...]) -> list[str]:
+    """The `list` warnings for risky content: one line per kind, naming up to five places."""
+    out = []
+    for kind, text in (
+        ("lambda", "stores or wraps code (Keras runs it only with safe_mode off; varctl never runs it)"),
+        ("custom", "uses classes or functions from outside Keras (loading it with Keras needs that "
+         "code; varctl never imports it)"),
+    ):  # fmt: skip
+        found = [r for r in risks if r.kind == kind]
+        if found:
+            shown = ", ".join(f"{r.what} at `{r.where}`" for r in found[:5])
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            out.append(f"the model {text}: {shown}{more}")
+    return out
+
+
+def _expected_shapes(cls: str, cfg: Config) -> dict[str, tuple[int | None, ...]]:
+    """Variable shapes a few common layers' configs pin down (None: any size)."""
+
+    def size(key: str) -> int | None:
+        value = cfg.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    if cls == "Dense" and (units := size("units")) is not None:
+        return {"kernel": (None, units), "bias": (units,)}
+    if cls in ("Conv1D", "Conv2D", "Conv3D") and (filters := size("filters")) is not None:
+        rank = int(cls[4])
+        return {"kernel": (None,) * (rank + 1) + (filters,), "bias": (filters,)}
+    if cls == "Embedding" and (n := size("input_dim")) is not None and (d := size("output_dim")) is not None:
+        return {"embeddings": (n, d)}
+    return {}
 
 
 def _flag(cfg: Config) -> bool | None:
@@ -121,6 +237,7 @@ class Tree:
         )
         self.order: list[Variable] = []
         self.warnings: list[str] = []
+        self.risks = find_risks(top_entry)
         self._expand(self.root, top_entry)
 
     # -- building ------------------------------------------------------------------------------
@@ -297,6 +414,26 @@ class Tree:
                 )
         return out
 
+    def _shape_mismatches(self) -> list[str]:
+        """Config and weights that cannot belong together (Keras would refuse to load them): the
+        file's shapes are listed as they are, with a warning. Checked where the config fixes a size."""
+        out = []
+        for node in self.root.walk():
+            want = _expected_shapes(node.class_name, node.config) if node.known else {}
+            for v in node.variables:
+                expect = want.get(v.name)
+                if expect is None:
+                    continue
+                ok = len(expect) == len(v.shape) and all(e is None or e == d for e, d in zip(expect, v.shape, strict=True))
+                if not ok:
+                    shown = tuple("?" if e is None else e for e in expect)
+                    out.append(
+                        f"`{v.path}` has shape {v.shape} in the file, but the config of `{node.path}` "
+                        f"({node.class_name}) implies {shown}: the config and the weights do not "
+                        "belong together (Keras would refuse to load them)"
+                    )
+        return out
+
     def finish(self, *, source: str, fmt: str, keras_version: str | None) -> ModelInfo:
         """Resolve effective trainability and package everything as a ModelInfo."""
         resolved: dict[int, Variable] = {}
@@ -332,7 +469,9 @@ class Tree:
                 "Keras, giving the Python file that defines the class: "
                 "varctl list --load --custom-objects layers.py MODEL"
             )
+        self.warnings.extend(self._shape_mismatches())
         self.warnings.extend(self._inconsistencies())
+        self.warnings.extend(risk_warnings(self.risks))
         nodes = self.root.walk()[1:]
         position: dict[tuple[int, int], int] = {}
         for n in [self.root, *nodes]:
@@ -365,4 +504,5 @@ class Tree:
             layers=layers,
             variables=tuple(self.order),
             warnings=tuple(dict.fromkeys(self.warnings)),
+            risks=tuple(self.risks),
         )

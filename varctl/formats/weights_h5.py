@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import h5py
 
-from varctl.errors import UnreadableModel
+from varctl.errors import UnreadableModel, UnsafeFile
 from varctl.formats import _h5safe
 from varctl.model import Layer, ModelInfo, Variable
 
@@ -106,6 +106,8 @@ class _Walker:
         self.layers: list[Layer] = []
 
     def walk(self, group: h5py.Group, prefix: str, depth: int = 0) -> None:
+        if depth > _h5safe.MAX_DEPTH:
+            raise UnsafeFile("HDF5 groups nested too deeply (refused)")
         names = _h5safe.member_names(group, self.budget)
         if "vars" in names and (vars_group := _h5safe.get_group(group, "vars")) is not None:
             keys = _h5safe.member_names(vars_group, self.budget)

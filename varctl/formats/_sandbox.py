@@ -1,0 +1,234 @@
+"""Static reads run in a forked child with a time and memory limit: a crash or hang of the HDF5 C library
+on a malformed file becomes one clean error line, not a dead or stuck varctl.
+
+Fork only (no exec): the child is this process, modules already imported, so the cost is the fork
+itself (README "Safety" has the figures). The child sends back a pickle of our own plain data
+(ModelInfo, tuples, dicts) or of the exception it raised; the parent unpickles it with an allowlist
+of classes, so even a child that a file managed to subvert cannot make the parent run code.
+
+VARCTL_NO_SANDBOX=1 runs readers in-process (for debugging, e.g. under pdb); VARCTL_READ_TIMEOUT
+(seconds, default 60) and VARCTL_READ_MEMORY_MB (growth allowed over the parent's address space,
+default 4096) tune the limits.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import select
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from varctl.errors import UnreadableModel, UnsafeFile
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MEMORY_MB = 4096
+# The child's answer is our metadata: a few MB even for a model of 10,000 layers.
+MAX_RESULT_BYTES = 512 * 1024 * 1024
+_READ_CHUNK = 1 << 20
+
+
+def enabled() -> bool:
+    return hasattr(os, "fork") and os.environ.get("VARCTL_NO_SANDBOX", "") in ("", "0")
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def call(fn: Callable[..., T], *args: Any, label: str = "the file", **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in a forked child; its result or exception, as if called here.
+
+    Args:
+        fn: a reader; it must return picklable plain data (our dataclasses, builtins).
+        label: how error messages name the input ("the file", "'m.h5'").
+
+    Raises:
+        whatever `fn` raised (type, message and hint kept); UnreadableModel if the child died
+        (the HDF5 library crashed), UnsafeFile if it ran out of time or memory.
+    """
+    if not enabled():
+        return fn(*args, **kwargs)
+    timeout = _env_number("VARCTL_READ_TIMEOUT", DEFAULT_TIMEOUT_S)
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no fork (process limit): read in-process rather than not at all
+        os.close(r)
+        os.close(w)
+        return fn(*args, **kwargs)
+    if pid == 0:  # pragma: no cover - runs in the child, which never returns
+        os.close(r)
+        _child(w, fn, args, kwargs)
+    os.close(w)
+    reaped = False
+    try:
+        data, timed_out, too_big = _collect(r, time.monotonic() + timeout)
+        if timed_out or too_big:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+    finally:
+        os.close(r)
+        if not reaped:  # interrupted (Ctrl-C) or failed: never leave a running child or a zombie
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+    if timed_out:
+        raise UnsafeFile(
+            f"reading {label} took longer than {timeout:g} s (refused: a malformed HDF5 file can make "
+            "the HDF5 library loop)",
+            hint="if the file is sound but huge, raise VARCTL_READ_TIMEOUT (seconds)",
+        )
+    if too_big:
+        raise UnsafeFile(f"reading {label} produced more than {MAX_RESULT_BYTES // 2**20} MiB of metadata")
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise UnreadableModel(
+            f"the HDF5 library crashed while reading {label} ({name}): the file is malformed",
+            hint="set VARCTL_NO_SANDBOX=1 to read it in-process (for debugging only)",
+        )
+    if not data:
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+        raise UnreadableModel(f"the reader process for {label} ended without an answer (exit {code})")
+    kind, value = _loads(data)
+    if kind == "error":
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _collect(r: int, deadline: float) -> tuple[bytes, bool, bool]:
+    """Read the child's answer until EOF, the deadline, or the size limit (data, timed out, too big)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b"", True, False
+        ready, _, _ = select.select([r], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(r, _READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks), False, False
+        size += len(chunk)
+        if size > MAX_RESULT_BYTES:
+            return b"", False, True
+        chunks.append(chunk)
+
+
+def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Run `fn` and write its pickled outcome to `w`; always ends the process with os._exit."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it, not us
+        debug = bool(os.environ.get("VARCTL_DEBUG"))
+        try:
+            import faulthandler
+
+            faulthandler.disable()  # pytest enables it: a crash here is reported by the parent
+        except Exception:  # noqa: BLE001
+            pass
+        if not debug:
+            # glibc and HDF5 may print to fd 2 before dying; the user gets the parent's one line.
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        _limit_memory()
+        try:
+            outcome: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+        except MemoryError:
+            limit = int(_env_number("VARCTL_READ_MEMORY_MB", DEFAULT_MEMORY_MB))
+            outcome = ("error", UnsafeFile(f"reading it needs more than {limit:,} MiB of memory (refused)"))
+        except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
+            if debug:
+                traceback.print_exc()
+            outcome = ("error", e)
+        payload = _dumps(outcome)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(w, view) :]
+    except BaseException:  # noqa: BLE001
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _limit_memory() -> None:
+    """Cap the child's address space at the parent's plus VARCTL_READ_MEMORY_MB."""
+    try:
+        import resource
+
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            pages = int(os.read(fd, 100).split()[0])
+        finally:
+            os.close(fd)
+        extra = int(_env_number("VARCTL_READ_MEMORY_MB", DEFAULT_MEMORY_MB)) * 2**20
+        limit = pages * os.sysconf("SC_PAGE_SIZE") + extra
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft == resource.RLIM_INFINITY or limit < soft:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (OSError, ValueError, IndexError, ImportError):
+        pass  # not Linux: no limit
+
+
+def _dumps(outcome: tuple[str, Any]) -> bytes:
+    try:
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle: keep its type and text
+        kind, value = outcome
+        if kind != "error":
+            raise
+        return pickle.dumps(("error", ReaderBug(f"{type(value).__name__}: {value}")))
+
+
+class ReaderBug(Exception):
+    """A reader's exception that could not be sent from the child as it was."""
+
+
+_SAFE_BUILTINS = frozenset(
+    {"tuple", "list", "dict", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "bool",
+     "complex", "NoneType", "slice", "range"}
+)  # fmt: skip
+
+
+class _Unpickler(pickle.Unpickler):
+    """Only our own classes, builtin containers and builtin exceptions: never a function."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Checked before super() imports anything: the module name comes from the child.
+        if module == "builtins" or module.startswith("varctl."):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type) and (
+                module != "builtins" or name in _SAFE_BUILTINS or issubclass(obj, BaseException)
+            ):
+                return obj
+        raise pickle.UnpicklingError(f"the reader process sent {module}.{name} (refused)")
+
+
+def _loads(data: bytes) -> tuple[str, Any]:
+    try:
+        kind, value = _Unpickler(io.BytesIO(data)).load()
+    except Exception as e:  # noqa: BLE001
+        raise UnreadableModel(f"the reader process sent an unreadable answer ({e})") from None
+    if kind not in ("ok", "error") or (kind == "error" and not isinstance(value, BaseException)):
+        raise UnreadableModel("the reader process sent an unreadable answer")
+    return kind, value
