@@ -365,14 +365,44 @@ def _unlink(path: str) -> None:
 
 
 def _copy_range(fsrc: Any, fdst: Any, start: int, length: int) -> None:
-    fsrc.seek(start)
-    left = length
+    """Copy bytes [start, start + length) of `fsrc` to where `fdst` stands, and move `fdst` past them."""
+    done = _kernel_copy(fsrc, fdst, start, length)
+    fsrc.seek(start + done)
+    left = length - done
     while left > 0:
         chunk = fsrc.read(min(_COPY_CHUNK, left))
         if not chunk:
             raise OutputError("the input file changed or shrank while it was being copied")
         fdst.write(chunk)
         left -= len(chunk)
+
+
+def _kernel_copy(fsrc: Any, fdst: Any, start: int, length: int) -> int:
+    """As much of the range as os.copy_file_range copies (0 where it is missing or refuses).
+
+    The kernel moves the bytes without a trip through Python (and shares extents on filesystems
+    that can): the weights member is nearly all of a model file.
+    """
+    copy_file_range = getattr(os, "copy_file_range", None)
+    if copy_file_range is None or length <= 0:
+        return 0
+    try:
+        src_fd, dst_fd = fsrc.fileno(), fdst.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 0
+    fdst.flush()
+    at = fdst.tell()
+    done = 0
+    try:
+        while done < length:
+            n = copy_file_range(src_fd, dst_fd, min(length - done, 1 << 30), start + done, at + done)
+            if n == 0:  # end of the input: the caller's read loop reports the shrunken file
+                break
+            done += n
+    except OSError:
+        pass  # EXDEV, ENOSYS, EINVAL on some filesystems: the read/write loop does the rest
+    fdst.seek(at + done)
+    return done
 
 
 def _raw_copy(fsrc: Any, zout: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:

@@ -11,8 +11,10 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # C0/C1 controls, zero-width and bidi formatting characters: never sent raw to a terminal.
 INVISIBLE = re.compile(r"[\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -20,6 +22,9 @@ UNSAFE = re.compile(r"[\x00-\x1f]|" + INVISIBLE.pattern)
 
 
 def _make(stream: object, stderr: bool) -> Console:
+    # rich is imported on first use: `--version`, `--help` and `-f json` never need it (~35 ms).
+    from rich.console import Console
+
     is_tty = bool(getattr(stream, "isatty", lambda: False)())
     if is_tty:
         return Console(stderr=stderr, highlight=False)

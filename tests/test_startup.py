@@ -1,0 +1,55 @@
+"""Start-up stays cheap: `--version` answers without Typer, and `list -f json` never imports rich.
+
+benchmarks/run.py measures the times; these tests keep the imports that made them from coming back.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from varctl import __version__
+from varctl.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_PROBE = """
+import sys
+from varctl.__main__ import main
+sys.argv = ["varctl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic") if m in sys.modules)) + "\\n")
+"""
+
+
+def _modules(*args: str) -> tuple[str, list[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")][-1]
+    return proc.stdout, eval(line[len("MODULES ") :])  # noqa: S307 - our own repr
+
+
+def test_version_fast_path_matches_typer():
+    stdout, modules = _modules("--version")
+    assert stdout == f"varctl {__version__}\n"
+    assert stdout == CliRunner().invoke(app, ["--version"]).stdout
+    assert modules == []
+
+
+def test_help_needs_neither_rich_nor_h5py():
+    stdout, modules = _modules("--help")
+    assert "list" in stdout
+    assert modules == ["typer"]
+
+
+def test_list_json_does_not_import_rich():
+    stdout, modules = _modules("list", "sample_models/seed_dense.keras", "-f", "json")
+    assert '"schema": "varctl.list/1"' in stdout
+    assert "rich" not in modules and "pydantic" not in modules
