@@ -56,3 +56,16 @@ def zoo_dir(tmp_path_factory):
             except Exception:
                 (out / f"{name}.h5").unlink(missing_ok=True)
     return out
+
+
+@pytest.fixture
+def public_tmp():
+    """A folder every user may enter (pytest's tmp_path sits below a 0700 folder of root's), for
+    tests that drop privileges."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="varctl-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -468,6 +468,10 @@ def as_nobody(fn: Callable[[], object]) -> object:
 
 
 def _cli_as_nobody(*args: str) -> tuple[int, str, str]:
+    # Everything varctl imports lazily is imported here first: nobody may not read the stdlib.
+    invoke("list", str(KERAS), "--by-layer")
+    invoke("freeze", str(KERAS), "-p", "dense", "--dry-run")
+
     def run() -> tuple[int, str, str]:
         result = runner.invoke(app, list(args), env=ENV, prog_name="varctl")
         return result.exit_code, result.stdout, result.stderr
@@ -475,11 +479,11 @@ def _cli_as_nobody(*args: str) -> tuple[int, str, str]:
     return as_nobody(run)  # type: ignore[return-value]
 
 
-def test_unreadable_file_as_another_user(tmp_path):
-    path = tmp_path / "secret.keras"
+def test_unreadable_file_as_another_user(public_tmp):
+    path = public_tmp / "secret.keras"
     shutil.copy(KERAS, path)
     path.chmod(0o600)
-    tmp_path.chmod(0o755)
+    assert _cli_as_nobody("list", str(KERAS))[0] == 0  # nobody can run varctl and read samples
     code, stdout, stderr = _cli_as_nobody("list", str(path))
     assert code == EXIT_UNREADABLE, stderr
     assert stdout == ""

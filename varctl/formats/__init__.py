@@ -270,6 +270,10 @@ def open_model(path: str, *, config: dict | None = None, load: LoadOptions | Non
 
 def _preload() -> None:
     """Import every static reader before forking, so each child does not import them again."""
+    import codecs
+
+    for codec in ("cp437", "ascii"):  # zipfile (member names) and h5py (ASCII attributes) use them
+        codecs.lookup(codec)  # imported on first use: here, not in every sandboxed child
     from varctl import optimizer  # noqa: F401
     from varctl.formats import checkpoint, keras_zip, legacy_h5, savedmodel, weights_h5  # noqa: F401
 

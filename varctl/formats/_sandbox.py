@@ -13,6 +13,7 @@ default 4096) tune the limits.
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import os
 import pickle
@@ -24,6 +25,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from varctl.errors import UnreadableModel, UnsafeFile
+
+try:  # imported here, not in the child: the child imports nothing
+    import resource
+except ImportError:  # not Unix
+    resource = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -138,12 +144,7 @@ def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it, not us
         debug = bool(os.environ.get("VARCTL_DEBUG"))
-        try:
-            import faulthandler
-
-            faulthandler.disable()  # pytest enables it: a crash here is reported by the parent
-        except Exception:  # noqa: BLE001
-            pass
+        faulthandler.disable()  # pytest enables it: a crash here is reported by the parent
         if not debug:
             # glibc and HDF5 may print to fd 2 before dying; the user gets the parent's one line.
             null = os.open(os.devnull, os.O_WRONLY)
@@ -171,9 +172,9 @@ def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
 
 def _limit_memory() -> None:
     """Cap the child's address space at the parent's plus VARCTL_READ_MEMORY_MB."""
+    if resource is None:
+        return
     try:
-        import resource
-
         fd = os.open("/proc/self/statm", os.O_RDONLY)
         try:
             pages = int(os.read(fd, 100).split()[0])
@@ -186,8 +187,8 @@ def _limit_memory() -> None:
             limit = min(limit, hard)
         if soft == resource.RLIM_INFINITY or limit < soft:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (OSError, ValueError, IndexError, ImportError):
-        pass  # not Linux: no limit
+    except (OSError, ValueError, IndexError):
+        pass  # no /proc (not Linux): no limit
 
 
 def _dumps(outcome: tuple[str, Any]) -> bytes:

@@ -111,7 +111,10 @@ def _data_offset(f: IO[bytes], info: zipfile.ZipInfo, file_size: int) -> int:
     if len(header) != 30 or header[:4] != b"PK\x03\x04":
         raise UnreadableModel(f"corrupt zip: bad local header for '{info.filename}'")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
-    if f.read(name_len) != info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"):
+    name = info.orig_filename
+    # Built-in UTF-8 for ASCII names: another codec would be imported in the middle of a read.
+    raw = name.encode() if name.isascii() else name.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    if f.read(name_len) != raw:
         raise UnsafeFile(f"corrupt zip: the local header of '{info.filename}' names another member")
     start = info.header_offset + 30 + name_len + extra_len
     if start + info.compress_size > file_size:
