@@ -14,6 +14,7 @@ default 4096) tune the limits.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import io
 import os
 import pickle
@@ -142,6 +143,7 @@ def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
     """Run `fn` and write its pickled outcome to `w`; always ends the process with os._exit."""
     code = 0
     try:
+        gc.disable()  # a collection would touch every object: copy-on-write faults for nothing
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it, not us
         debug = bool(os.environ.get("VARCTL_DEBUG"))
         faulthandler.disable()  # pytest enables it: a crash here is reported by the parent
