@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -161,8 +162,20 @@ def varctl() -> list[str]:
     return [str(script)] if script.exists() else [PY, "-m", "varctl"]
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The children's environment: this one, but bytecode caching on, as users have it.
+
+    With PYTHONDONTWRITEBYTECODE set, an editable install compiles every varctl module from
+    source on each run (60 ms here); the untimed warm-up run writes the .pyc files instead.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra or {})
+    return env
+
+
 def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of one fresh process; stdout and stderr go to /dev/null."""
+    env = env if env is not None else child_env()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -170,9 +183,7 @@ def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, 
             fd = os.open(os.devnull, os.O_WRONLY)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
-            if env is not None:
-                os.execvpe(cmd[0], cmd, env)
-            os.execvp(cmd[0], cmd)
+            os.execvpe(cmd[0], cmd, env)
         finally:
             os._exit(127)
     _, status, usage = os.wait4(pid, 0)
@@ -221,8 +232,9 @@ def build(specs: list[tuple[str, int, Path]]) -> None:
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"building {len(missing)} model(s) into {CACHE} (once) ...", file=sys.stderr, flush=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([PY, "-c", BUILD, json.dumps(missing)], check=True, env=env)
+    subprocess.run(
+        [PY, "-c", BUILD, json.dumps(missing)], check=True, env=child_env({"TF_CPP_MIN_LOG_LEVEL": "3"})
+    )
 
 
 def machine() -> dict:
@@ -260,6 +272,11 @@ def main() -> None:
     ap.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave out a section")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--build-only", action="store_true", help="build the cached models, measure nothing")
+    ap.add_argument(
+        "--varctl",
+        metavar="CMD",
+        help="how to run varctl (default: the installed script), e.g. 'python -m varctl'",
+    )
     args = ap.parse_args()
     runs = args.runs or (3 if args.quick else 5)
     heavy = max(2, runs // 2)  # Keras loads, multi-GB copies: fewer repetitions
@@ -295,7 +312,7 @@ def main() -> None:
         models["VGG16"] = vgg
         if big is not None:
             models["synthetic 2 GB"] = big
-    V = varctl()
+    V = shlex.split(args.varctl) if args.varctl else varctl()
     out_path = CACHE / "out.keras"
     CACHE.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
@@ -330,7 +347,7 @@ def main() -> None:
                 f"list -f json, no sandbox {name}": V + ["list", str(path), "-f", "json"],
                 f"floor {name}": [PY, "-c", FLOOR, str(path)],
             }
-            env = {f"list -f json, no sandbox {name}": {**os.environ, "VARCTL_NO_SANDBOX": "1"}}
+            env = {f"list -f json, no sandbox {name}": child_env({"VARCTL_NO_SANDBOX": "1"})}
             results += measure("list", cmds, runs, env=env)
             if keras_ok:
                 results += measure(
