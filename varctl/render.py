@@ -138,10 +138,20 @@ def _plain_ok() -> bool:
         return False
 
 
+_NARROW = frozenset("✓✗—")
+
+
+def cell_len(text: str) -> int:
+    """Terminal cells `text` takes, as rich counts them (rich.cells is imported only for wide text)."""
+    if all(ch.isascii() or ch in _NARROW for ch in text):
+        return len(text)
+    from rich.cells import cell_len as rich_cell_len
+
+    return rich_cell_len(text)
+
+
 def _plain_table(report: Report, cols: list[Column]) -> str | None:
     """rich's ASCII2 table (title, header, rows, summary) as text; None where rich would differ."""
-    from rich.cells import cell_len
-
     header = [c.header for c in cols]
     if not all(h.isascii() and h.isprintable() and "[" not in h and ":" not in h for h in header):
         return None  # rich reads a header string as markup (and :emoji:): only plain words here
