@@ -228,6 +228,9 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
         return info
 
 
+_UNREAD = object()
+
+
 def _name_key(attr: str) -> str:
     """Keras visits private attributes last (saving_lib._name_key)."""
     return f"~{attr}" if attr.startswith("_") else attr
@@ -243,8 +246,9 @@ class _Walker:
     def walk_root(self, h5: h5py.File) -> None:
         self.walk(self.tree.root, h5, "")
 
-    def walk(self, node: Node, group: h5py.Group, prefix: str) -> None:
-        vars_group = _h5safe.get_group(group, "vars")
+    def walk(self, node: Node, group: h5py.Group, prefix: str, vars_group: Any = _UNREAD) -> None:
+        if vars_group is _UNREAD:  # callers that opened it already pass it on: one open per group
+            vars_group = _h5safe.get_group(group, "vars")
         if vars_group is not None:
             self._own_variables(node, vars_group, f"{prefix}vars")
         names = _h5safe.member_names(group, self.budget)
@@ -261,8 +265,7 @@ class _Walker:
             if child is None:
                 self._unexpected(node, attr, sub, f"{prefix}{attr}/")
             else:
-                self._rename_from_file(child, sub)
-                self.walk(child, sub, f"{prefix}{attr}/")
+                self.walk(child, sub, f"{prefix}{attr}/", self._rename_from_file(child, sub))
         for attr, child in node.attr_children.items():
             if attr not in names and child.spec is not None and child.spec.variables:
                 self.tree.warnings.append(
@@ -296,8 +299,7 @@ class _Walker:
                         f"layer `{child.path}` ({child.class_name}) has no group in the weights file"
                     )
                 continue
-            self._check_name(child, sub)
-            self.walk(child, sub, prefix + group_name + "/")
+            self.walk(child, sub, prefix + group_name + "/", self._check_name(child, sub))
         if layers_group is not None:
             extra = [n for n in _h5safe.member_names(layers_group, self.budget) if n not in seen]
             for name in sorted(extra, key=_h5safe.natural_key):
@@ -305,7 +307,8 @@ class _Walker:
                 if sub is not None:
                     self._unexpected(node, f"layers/{name}", sub, prefix + name + "/")
 
-    def _check_name(self, node: Node, group: h5py.Group) -> None:
+    def _check_name(self, node: Node, group: h5py.Group) -> h5py.Group | None:
+        """Warn when the saved layer name differs; returns the `vars` group (None if absent)."""
         vars_group = _h5safe.get_group(group, "vars")
         saved = _h5safe.str_attr(vars_group, "name") if vars_group is not None else None
         if saved is not None and saved != node.name:
@@ -313,13 +316,15 @@ class _Walker:
                 f"weights group for layer `{node.path}` is named `{saved}` in the file: the config "
                 "and the weights may not belong together"
             )
+        return vars_group
 
-    def _rename_from_file(self, node: Node, group: h5py.Group) -> None:
+    def _rename_from_file(self, node: Node, group: h5py.Group) -> h5py.Group | None:
         # Sublayers without a config entry are named at save time; the file records the name.
         vars_group = _h5safe.get_group(group, "vars")
         saved = _h5safe.str_attr(vars_group, "name") if vars_group is not None else None
         if saved and node.pointer is None:
             node.name = saved
+        return vars_group
 
     def _own_variables(self, node: Node, vars_group: h5py.Group, prefix: str) -> None:
         keys = _h5safe.member_names(vars_group, self.budget)
