@@ -87,7 +87,7 @@ def test_exported_savedmodel_lists_the_effective_trainable_state(tf_inputs):
     assert info.format == "savedmodel"
     assert rows(info) == expected(tf_inputs.model)
     reasons = {v.path: v.reason for v in info.variables}
-    assert reasons["base/d1/kernel"] == "not in the exported model's trainable_variables (a frozen layer)"
+    assert reasons["base/d1/kernel"] == "frozen by a layer"
     assert reasons["base/bn/moving_mean"] == "never trainable: created non-trainable"
     assert info.warnings == ()
     assert [l.path for l in info.layers] == ["base", "base/d1", "base/bn", "head"]

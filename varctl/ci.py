@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from varctl.model import ModelInfo, Variable
+from varctl.model import Cause, ModelInfo, Variable
 from varctl.select import Selector, no_match_error
 from varctl.values import ValueReader, is_numeric
 
@@ -125,9 +125,7 @@ def _pattern_outcome(
     if want_trainable:
         # Variables Keras never trains (BatchNormalization moving statistics, ...) cannot be
         # trainable whatever the flags say: asserting it of a layer means its trainable variables.
-        never = [
-            v for v in selected if v.trainable is False and (v.reason or "").startswith("never trainable")
-        ]
+        never = [v for v in selected if v.cause is Cause.NATURE]
         looked = [v for v in selected if v not in never]
         bad = [v for v in looked if v.trainable is not True]
     else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from varctl.errors import OutputError, UnreadableModel, UsageError
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Cause, Layer, ModelInfo, Variable
 from varctl.optimizer import Slot
 from varctl.select import Selector, no_match_error
 
@@ -489,7 +489,7 @@ def _write_keras(src: str, tmp: str, plan: Plan) -> None:
 def _own_trainable(info: ModelInfo, layers: dict[str, Layer], v: Variable) -> bool:
     """The variable's own flag after loading (before any top-model gating)."""
     layer = layers.get(v.layer)
-    natural = not (v.reason or "").startswith("never trainable")
+    natural = v.cause is not Cause.NATURE
     return natural and (layer.flag if layer is not None else True)
 
 

@@ -4,10 +4,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 # JSON schema id of `varctl list -f json`. Renaming or removing a key bumps it.
 LIST_SCHEMA = "varctl.list/1"
+
+
+class _Word(str, Enum):
+    """A str enum that prints as its value (in f-strings and JSON alike)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class ModelFormat(_Word):
+    """What kind of input a ModelInfo was read from."""
+
+    KERAS = "keras"  # a .keras archive
+    H5 = "h5"  # a legacy Keras .h5 model
+    WEIGHTS = "weights"  # a weights-only file
+    SAVEDMODEL = "savedmodel"  # a TensorFlow SavedModel
+    CHECKPOINT = "checkpoint"  # a TensorFlow checkpoint
+
+
+class Cause(_Word):
+    """Why a variable is (not) in `model.trainable_variables` after Keras loads the file."""
+
+    TRAINABLE = "trainable"  # its own flag is true and the top model is not frozen
+    MODEL = "model"  # the top model is frozen: Keras trains nothing
+    LAYER = "layer"  # its layer's own flag is false after loading
+    NATURE = "nature"  # created non-trainable (BatchNormalization statistics, add_weight(trainable=False))
+    UNKNOWN = "unknown"  # the file does not say
 
 
 @dataclass(frozen=True)
@@ -19,10 +50,22 @@ class Variable:
     name: str  # `kernel`, or `vars/0` when the layer class is not known
     shape: tuple[int, ...]
     dtype: str
-    trainable: bool | None  # effective: in model.trainable_variables after Keras loads the file
-    reason: str | None  # why it is not trainable (None when trainable)
+    cause: Cause  # why it is (not) trainable; `trainable` and `reason` derive from it
+    detail: str | None  # MODEL/LAYER: the frozen model's or layer's name; NATURE/UNKNOWN: what is known
     storage: str  # HDF5 dataset path inside the weights file
     itemsize: int = 4
+
+    @property
+    def trainable(self) -> bool | None:
+        """Effective: in model.trainable_variables after Keras loads the file (None: unknown)."""
+        if self.cause is Cause.UNKNOWN:
+            return None
+        return self.cause is Cause.TRAINABLE
+
+    @property
+    def reason(self) -> str | None:
+        """Why it is not trainable, in words (None when trainable)."""
+        return reason_text(self.cause, self.detail)
 
     @property
     def params(self) -> int:
@@ -43,6 +86,19 @@ class Variable:
             "trainable": self.trainable,
             "reason": self.reason,
         }
+
+
+def reason_text(cause: Cause, detail: str | None) -> str | None:
+    """The words shown for a cause (the `reason` column and JSON key)."""
+    if cause is Cause.TRAINABLE:
+        return None
+    if cause is Cause.MODEL:
+        return f"model `{detail}` is frozen"
+    if cause is Cause.LAYER:
+        return f"layer `{detail}` is frozen" if detail else "frozen by a layer"
+    if cause is Cause.NATURE:
+        return f"never trainable: {detail or 'created non-trainable'}"
+    return f"unknown: {detail}" if detail else "unknown"
 
 
 @dataclass(frozen=True)
@@ -80,7 +136,7 @@ class ModelInfo:
     """What a reader learned about one model file."""
 
     source: str  # the path as the user gave it
-    format: str  # "keras" | "h5"
+    format: ModelFormat
     keras_version: str | None
     name: str
     class_name: str

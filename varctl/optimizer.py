@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from varctl.formats.catalog import TRACKING_ORDER
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Cause, Layer, ModelInfo, Variable
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
     if not frozen:
         return None
     variables = tuple(
-        replace(v, trainable=False, reason=f"never trainable: {INFERRED}") if v.path in frozen else v
+        replace(v, cause=Cause.NATURE, detail=INFERRED) if v.path in frozen else v
         for v in info.variables
     )
     names = ", ".join(f"`{p}`" for p in sorted(frozen)[:5]) + (" ..." if len(frozen) > 5 else "")

@@ -16,14 +16,14 @@ from typing import Any
 from varctl.errors import UnreadableModel
 from varctl.formats import generic
 from varctl.formats._tf import import_tensorflow
-from varctl.model import ModelInfo, Variable
+from varctl.model import Cause, ModelInfo, Variable
 
 # The last 8 bytes of a tensor-bundle index (a LevelDB-style table): kTableMagicNumber.
 INDEX_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
-UNKNOWN_REASON = "unknown: a TF checkpoint records no trainable flags"
+UNKNOWN_DETAIL = "a TF checkpoint records no trainable flags"
 
 
 def is_index(path: str) -> bool:
@@ -108,7 +108,7 @@ def list_variables(tf: Any, prefix: str, notes: list[str]) -> list[Variable]:
     for path, key in entries:
         dtype = dtypes[key]
         shape = tuple(int(d) for d in shapes[key])
-        out.append(generic.variable(path, shape, dtype.name, dtype.size, None, UNKNOWN_REASON, key))
+        out.append(generic.variable(path, shape, dtype.name, dtype.size, Cause.UNKNOWN, UNKNOWN_DETAIL, key))
     return out
 
 

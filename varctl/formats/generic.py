@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 
 # Objects that hold training state, not model variables: a tf.train.Checkpoint's `optimizer` and
 # `save_counter`, and what a compiled Keras model tracks besides its layers (as the static reader).
@@ -66,7 +66,7 @@ def info(
 ) -> ModelInfo:
     return ModelInfo(
         source=source,
-        format=fmt,
+        format=ModelFormat(fmt),
         keras_version=keras_version,
         name=name,
         class_name=class_name,
@@ -82,8 +82,8 @@ def variable(
     shape: tuple[int, ...],
     dtype: str,
     itemsize: int,
-    trainable: bool | None,
-    reason: str | None,
+    cause: Cause,
+    detail: str | None,
     storage: str,
 ) -> Variable:
     layer, _, name = path.rpartition("/")
@@ -93,8 +93,8 @@ def variable(
         name=name,
         shape=shape,
         dtype=dtype,
-        trainable=trainable,
-        reason=reason,
+        cause=cause,
+        detail=detail,
         storage=storage,
         itemsize=itemsize,
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 from varctl.errors import UnreadableModel, UsageError
 from varctl.formats._tf import import_keras
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 
 UNSAFE_WARNING = (
     "--unsafe turns Keras safe_mode OFF: loading may run arbitrary code stored in the model file "
@@ -158,7 +158,7 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
     for v in order:
         layer = owners.get(id(v))
         vpath = paths.get(id(v)) or str(getattr(v, "path", v.name))
-        ok, reason = _effective(model, layer, v, trainable)
+        cause, detail = _effective(model, layer, v, trainable)
         variables.append(
             Variable(
                 path=vpath,
@@ -166,8 +166,8 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
                 name=str(v.name),
                 shape=tuple(int(d) for d in v.shape),
                 dtype=str(v.dtype),
-                trainable=ok,
-                reason=reason,
+                cause=cause,
+                detail=detail,
                 storage=str(getattr(v, "path", v.name)),
                 itemsize=_itemsize(str(v.dtype)),
             )
@@ -175,7 +175,7 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
     warnings_ = [*untracked_variables(model, layers), *notes]
     return ModelInfo(
         source=source,
-        format=kind,
+        format=ModelFormat(kind),
         keras_version=_saved_keras_version(path, kind),
         name=str(model.name),
         class_name=type(model).__name__,
@@ -265,18 +265,15 @@ def _legacy_order(model: Any) -> list[Any]:
     return out
 
 
-def _effective(model: Any, layer: Any, v: Any, trainable: set[int]) -> tuple[bool, str | None]:
-    """True iff Keras trains it, and otherwise why not, worded like the static readers."""
+def _effective(model: Any, layer: Any, v: Any, trainable: set[int]) -> tuple[Cause, str | None]:
+    """Why Keras trains it or not, with the same causes as the static readers."""
     if id(v) in trainable:
-        return True, None
+        return Cause.TRAINABLE, None
     if not model.trainable:
-        return False, f"model `{model.name}` is frozen"
+        return Cause.MODEL, str(model.name)
     if layer is not None and not any(v is w for w in layer._trainable_variables):
-        return False, f"never trainable: {_nature(layer, v) or 'created non-trainable'}"
-    culprit = _frozen_by(model, layer)
-    if culprit:
-        return False, f"layer `{culprit}` is frozen"
-    return False, "not in model.trainable_variables"
+        return Cause.NATURE, _nature(layer, v)
+    return Cause.LAYER, _frozen_by(model, layer) or None
 
 
 def _nature(layer: Any, v: Any) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 from varctl.errors import UnreadableModel
 from varctl.formats import generic
 from varctl.formats._tf import import_tensorflow
-from varctl.model import ModelInfo, Variable
+from varctl.model import Cause, ModelInfo, Variable
 
 _PB = "saved_model.pb"
 _PBTXT = "saved_model.pbtxt"
@@ -103,19 +103,15 @@ def _from_object_graph(tf: Any, graph: Any, notes: list[str]) -> list[Variable]:
         saved = nodes[i].variable
         shape = _shape(saved.shape, path, notes)
         dtype = tf.dtypes.as_dtype(saved.dtype)
-        if trainable_ids is not None:
-            trainable = i in trainable_ids
-            reason = None
-            if not trainable:
-                reason = (
-                    "never trainable: created non-trainable"
-                    if not saved.trainable
-                    else "not in the exported model's trainable_variables (a frozen layer)"
-                )
+        if trainable_ids is not None and i in trainable_ids:
+            cause = Cause.TRAINABLE
+        elif not saved.trainable:
+            cause = Cause.NATURE
+        elif trainable_ids is not None:  # created trainable, left out of the exported trainable set
+            cause = Cause.LAYER
         else:
-            trainable = bool(saved.trainable)
-            reason = None if trainable else "never trainable: created non-trainable"
-        out.append(generic.variable(path, shape, dtype.name, dtype.size, trainable, reason, f"node {i}"))
+            cause = Cause.TRAINABLE
+        out.append(generic.variable(path, shape, dtype.name, dtype.size, cause, None, f"node {i}"))
     if trainable_ids is None and out:
         notes.append(
             "this SavedModel records only each variable's own trainable flag: a Keras layer frozen with "
@@ -181,8 +177,8 @@ def _from_tf1_checkpoint(tf: Any, directory: str, meta: Any, notes: list[str]) -
                 v.shape,
                 v.dtype,
                 v.itemsize,
-                flag,
-                None if flag else "not in the MetaGraph's trainable_variables collection",
+                Cause.TRAINABLE if flag else Cause.LAYER,
+                None,
                 v.storage,
             )
         )

@@ -30,7 +30,7 @@ from varctl.formats.catalog import (
     is_builtin,
     spec_for,
 )
-from varctl.model import Layer, ModelInfo, Risk, Variable
+from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
 
 Config = dict[str, Any]
 
@@ -346,8 +346,9 @@ class Tree:
             name=name,
             shape=shape,
             dtype=dtype,
-            trainable=created_trainable,  # provisional: resolved in finish()
-            reason=spec.nature if spec else None,
+            # provisional (resolved in finish()): how the variable was created
+            cause=Cause.TRAINABLE if created_trainable else Cause.NATURE,
+            detail=spec.nature if spec else None,
             storage=storage,
             itemsize=itemsize,
         )
@@ -374,14 +375,14 @@ class Tree:
             cur = cur.parent
         return culprit.path or culprit.name
 
-    def _effective(self, node: Node, var: Variable) -> tuple[bool, str | None]:
+    def _effective(self, node: Node, var: Variable) -> tuple[Cause, str | None]:
         if not self.root.flag:
-            return False, f"model `{self.root.name}` is frozen"
-        if not var.trainable:  # provisional value = created trainable
-            return False, f"never trainable: {var.reason or 'created non-trainable'}"
+            return Cause.MODEL, self.root.name
+        if var.cause is Cause.NATURE:  # provisional cause = how it was created
+            return Cause.NATURE, var.detail
         if not node.flag:
-            return False, f"layer `{self._frozen_by(node)}` is frozen"
-        return True, None
+            return Cause.LAYER, self._frozen_by(node)
+        return Cause.TRAINABLE, None
 
     def _inconsistencies(self) -> list[str]:
         out: list[str] = []
@@ -440,15 +441,15 @@ class Tree:
         for node in self.root.walk():
             new_vars = []
             for v in node.variables:
-                trainable, reason = self._effective(node, v)
+                cause, detail = self._effective(node, v)
                 nv = Variable(
                     path=v.path,
                     layer=v.layer,
                     name=v.name,
                     shape=v.shape,
                     dtype=v.dtype,
-                    trainable=trainable,
-                    reason=reason,
+                    cause=cause,
+                    detail=detail,
                     storage=v.storage,
                     itemsize=v.itemsize,
                 )
@@ -496,7 +497,7 @@ class Tree:
         )
         return ModelInfo(
             source=source,
-            format=fmt,
+            format=ModelFormat(fmt),
             keras_version=keras_version,
             name=self.root.name,
             class_name=self.root.class_name,

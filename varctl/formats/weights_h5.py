@@ -13,11 +13,11 @@ import h5py
 
 from varctl.errors import UnreadableModel, UnsafeFile
 from varctl.formats import _h5safe
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 
 # Groups at the root of a weights file that hold training state, not model variables.
 _NOT_MODEL_STATE = {"optimizer", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
-UNKNOWN_REASON = "unknown: a weights-only file records no trainable flags"
+UNKNOWN_DETAIL = "a weights-only file records no trainable flags"
 
 
 def classify(path: str) -> str:
@@ -59,7 +59,7 @@ def read(path: str, source: str) -> ModelInfo:
     name = source.rstrip("/").rsplit("/", 1)[-1]
     return ModelInfo(
         source=source,
-        format="weights",
+        format=ModelFormat.WEIGHTS,
         keras_version=keras_version,
         name=name,
         class_name="weights",
@@ -85,8 +85,8 @@ def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
         name=name,
         shape=shape,
         dtype=dtype,
-        trainable=None,
-        reason=UNKNOWN_REASON,
+        cause=Cause.UNKNOWN,
+        detail=UNKNOWN_DETAIL,
         storage=ds.name,
         itemsize=itemsize,
     )
