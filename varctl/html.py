@@ -227,7 +227,7 @@ tr.context td { opacity: .55; }
   cursor: pointer; font-size: 11px; }
 .name .nocaret { display: inline-block; width: 16px; }
 .cls { color: var(--muted); }
-.bar { display: inline-flex; width: 120px; height: 7px; background: var(--line); border-radius: 4px;
+.bar { display: inline-flex; width: 96px; height: 7px; background: var(--line); border-radius: 4px;
   overflow: hidden; vertical-align: middle; }
 .pct { display: inline-block; width: 52px; text-align: right; color: var(--muted); font-size: 12px;
   font-variant-numeric: tabular-nums; margin-left: 6px; }
@@ -237,11 +237,15 @@ tr.context td { opacity: .55; }
 .s-mixed { color: var(--mixed); background: var(--mixed-bg); }
 .s-unknown { color: var(--unknown); background: var(--unknown-bg); }
 .s-none { color: var(--muted); }
-.reason { color: var(--muted); font-size: 12px; margin-left: 6px; white-space: normal; }
+td.reason { color: var(--muted); font-size: 12px; white-space: normal; min-width: 170px; max-width: 340px; }
+.prefix { color: var(--muted); display: inline-block; max-width: 26ch; overflow: hidden; white-space: nowrap;
+  text-overflow: ellipsis; direction: rtl; vertical-align: bottom; }
+.bar i, .overall i { min-width: 2px; }
 .picker { padding: 10px 18px 14px; border-top: 1px solid var(--line); display: grid; gap: 8px;
   position: sticky; bottom: 0; background: var(--card); border-radius: 0 0 10px 10px;
   box-shadow: 0 -4px 12px rgba(0,0,0,.06); }
 .picker .row { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: center; }
+.picker input.output { flex: 1; min-width: 260px; }
 .picker .cmdbox { display: flex; gap: 8px; align-items: stretch; }
 .picker code.cmd { flex: 1; display: block; padding: 8px 10px; background: var(--code-bg); border-radius: 6px;
   font: 12.5px/1.5 var(--mono); white-space: pre-wrap; overflow-wrap: anywhere; min-height: 2.2em; }
@@ -268,7 +272,7 @@ _JS = r"""
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
-  function num(n) { return Number(n).toLocaleString("en-US"); }
+  function num(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
   function bytes(n) {
     var units = ["B", "KB", "MB", "GB", "TB"], i = 0, s = n;
     while (s >= 1000 && i < units.length - 1) { s /= 1000; i++; }
@@ -467,7 +471,7 @@ _JS = r"""
     var table = el("table", "tree");
     var thead = el("thead"), hr = el("tr");
     [["", "pick"], ["layer / variable", ""], ["class / shape", ""], ["dtype", ""], ["params", "num"],
-     ["share of params", ""], ["trainable", ""]].forEach(function (h) { hr.appendChild(el("th", h[1], h[0])); });
+     ["share of params", ""], ["trainable", ""], ["why not trainable", ""]].forEach(function (h) { hr.appendChild(el("th", h[1], h[0])); });
     thead.appendChild(hr); table.appendChild(thead);
     var tbody = el("tbody");
     table.appendChild(tbody);
@@ -514,6 +518,7 @@ _JS = r"""
       tdState.appendChild(badge(st, "layer flag: " + (l.flag ? "trainable" : "frozen")));
       tr.dataset.state = st;
       tr.appendChild(tdState);
+      tr.appendChild(el("td", "reason"));
       tbody.appendChild(tr);
       n.vars.forEach(function (vn) { varRow(vn, l.depth + 1); });
       n.kids.forEach(layerRow);
@@ -526,7 +531,16 @@ _JS = r"""
       var tdName = el("td", "name");
       indent(tdName, depth);
       tdName.appendChild(el("span", "nocaret"));
-      tdName.appendChild(el("span", "label", show(v.path)));
+      var label = el("span", "label"), cut = v.path.length - v.name.length;
+      if (cut > 0 && v.path.slice(cut) === v.name) {  // the layer part muted, the name plain
+        var pre = el("span", "prefix"), inner = el("bdi", "", show(v.path.slice(0, cut)));
+        inner.dir = "ltr";
+        pre.appendChild(inner);
+        label.appendChild(pre);
+        label.appendChild(el("span", "", show(v.name)));
+      } else label.textContent = show(v.path);
+      tdName.appendChild(label);
+      tdName.title = show(v.path);
       tr.appendChild(tdName);
       tr.appendChild(el("td", "mono", shape(v.shape)));
       tr.appendChild(el("td", "mono", show(v.dtype)));
@@ -538,9 +552,9 @@ _JS = r"""
       var tdState = el("td", "");
       var st = v.trainable === null ? "unknown" : v.trainable ? "trainable" : "frozen";
       tdState.appendChild(badge(st));
-      if (v.reason) tdState.appendChild(el("span", "reason", show(v.reason)));
       tr.dataset.state = st;
       tr.appendChild(tdState);
+      tr.appendChild(el("td", "reason", v.reason ? show(v.reason) : ""));
       tbody.appendChild(tr);
     }
     looseVars.forEach(function (vn) { varRow(vn, 0); });
