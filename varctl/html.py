@@ -242,8 +242,8 @@ td.reason { color: var(--muted); font-size: 12px; white-space: normal; min-width
   text-overflow: ellipsis; direction: rtl; vertical-align: bottom; }
 .bar i, .overall i { min-width: 2px; }
 .picker { padding: 10px 18px 14px; border-top: 1px solid var(--line); display: grid; gap: 8px;
-  position: sticky; bottom: 0; background: var(--card); border-radius: 0 0 10px 10px;
-  box-shadow: 0 -4px 12px rgba(0,0,0,.06); }
+  background: var(--card); border-radius: 0 0 10px 10px; }
+.picker.active { position: sticky; bottom: 0; box-shadow: 0 -4px 12px rgba(0,0,0,.08); }
 .picker .row { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: center; }
 .picker input.output { flex: 1; min-width: 260px; }
 .picker .cmdbox { display: flex; gap: 8px; align-items: stretch; }
@@ -690,6 +690,7 @@ _JS = r"""
         return true;
       });
       note.textContent = "";
+      picker.classList.toggle("active", chosen.length > 0);  // keep the command in view while picking
       if (!chosen.length) {
         cmdCode.textContent = "";
         cmdCode.dataset.empty = "true";

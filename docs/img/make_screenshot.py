@@ -24,7 +24,7 @@ DEMO = """<script>
   var f = sec.querySelector("input.filter");
   f.value = "block_16_*"; f.dispatchEvent(new Event("input"));
   sec.querySelectorAll("tr.layer").forEach(function (r) {
-    if (/block_16_(project|project_BN)$/.test(r.dataset.path)) r.querySelector("input.pick").click();
+    if (/block_16_(expand|expand_BN)$/.test(r.dataset.path)) r.querySelector("input.pick").click();
   });
   sec.querySelector("input.action[value=unfreeze]").click();
 })();
