@@ -391,7 +391,9 @@ def hostile_keras(tmp_path_factory) -> Path:
     x = quoted(x)
     x = keras.layers.Dense(1, name=INVISIBLE_NAME)(x)
     path = tmp_path_factory.mktemp("hostile") / "hostile model.keras"
-    keras.Model(inp, x, name="hostile").save(path)
+    model = keras.Model(inp, x, name="hostile")
+    model.save(path)
+    model.save_weights(path.with_name("hostile.weights.h5"))  # trainable state unknown, not editable
     return path
 
 
@@ -407,7 +409,10 @@ def _plan(command: str) -> list[str]:
 
 @needs_chromium
 def test_in_chromium(tmp_path, hostile_keras):
-    infos = [open_model(str(p)) for p in SAMPLE_FILES] + [open_model(str(hostile_keras)), _hand_info()]
+    weights = hostile_keras.with_name("hostile.weights.h5")
+    legacy = ROOT / "tests" / "legacy_files" / "3.0.5" / "nested.keras"  # a frozen container, mixed
+    files = [*SAMPLE_FILES, hostile_keras, weights, legacy]
+    infos = [open_model(str(p)) for p in files] + [_hand_info()]
     tl = SAMPLE_FILES.index(SAMPLES / "transfer_learning.keras")
     bn = SAMPLE_FILES.index(SAMPLES / "batchnorm.keras")
     hm = len(SAMPLE_FILES)
@@ -426,6 +431,7 @@ def test_in_chromium(tmp_path, hostile_keras):
         {"model": hm, "pick": ["base [v2]*/dense", QUOTED, f"base [v2]*/{XSS}", INVISIBLE_NAME]},
         {"model": hm, "pick": ["dense"]},
         {"model": tl},
+        {"model": hm + 1, "pick": [QUOTED]},
     ]
     seen = _browse(infos, scenarios, tmp_path)
 
@@ -451,7 +457,12 @@ def test_in_chromium(tmp_path, hostile_keras):
     assert seen["elements"] == {"img": 0, "scripts": 5}  # alert trap, data, page, scenarios, harness
     assert seen["resources"] in ([], ["http://127.0.0.1:9/varctl-probe.png"])
     assert "http://127.0.0.1:9/varctl-probe.png" in seen["csp"]
-    assert seen["models"][hm + 1]["rows"][0][2] == "evil"
+    assert seen["models"][-1]["rows"][0][2] == "evil"
+    states = {r[4] for m in seen["models"] for r in m["rows"]}
+    assert states == {"trainable", "frozen", "mixed", "unknown", "none"}
+    # A weights-only file has no layer flags to edit: no picker, no checkbox.
+    assert infos[hm + 1].format == "weights" and seen["models"][hm + 1]["pickable"] == []
+    assert seen["models"][hm]["pickable"] and seen["scenarios"][-1]["command"] is None
 
     res = seen["scenarios"]
 
@@ -477,7 +488,7 @@ def test_in_chromium(tmp_path, hostile_keras):
     assert [p for p in res[4]["shown"] if "/" in p and p.count("/") > 1] == frozen_conv
     moving = [v.path for v in infos[bn].variables if v.name == "moving_mean"]
     assert [p for p in res[5]["shown"] if p in {v.path for v in infos[bn].variables}] == moving
-    assert all(not r["missing"] for r in res)
+    assert all(not r["missing"] for r in res[:-1])
 
     # The picker: exact, shell-quoted commands that select exactly the checked layers.
     assert res[6]["command"] == f"varctl freeze '{src}' -p 'Conv1' -p 'dense' -o '{stem}.frozen.keras'"
@@ -497,6 +508,7 @@ def test_in_chromium(tmp_path, hostile_keras):
     assert res[9]["command"].endswith("-p 'dense' -o '" + hsrc[: -len(".keras")] + ".frozen.keras'")
     assert "also selects base [v2]*/dense" in res[9]["note"]
     assert res[10]["command"] is None
+    assert res[11]["missing"] == [QUOTED]
 
 
 @needs_chromium

@@ -391,12 +391,14 @@ _JS = r"""
       tiles.appendChild(tile);
     });
     head.appendChild(tiles);
+    var unknown = 0;
+    m.variables.forEach(function (v) { if (v.trainable === null) unknown += v.params; });
+    if (unknown) tiles.children[2].lastChild.textContent = "Non-trainable (" + num(unknown) + " unknown)";
     var overall = el("div", "overall");
     overall.title = "trainable vs non-trainable params";
-    if (total) {
-      var it = el("i", "tr"); it.style.width = pct(m.totals.trainable, total) + "%"; overall.appendChild(it);
-      var ifr = el("i", "fr"); ifr.style.width = pct(m.totals.non_trainable, total) + "%"; overall.appendChild(ifr);
-    }
+    [[m.totals.trainable, "tr"], [m.totals.non_trainable - unknown, "fr"], [unknown, "un"]].forEach(function (p) {
+      if (p[0] > 0) { var i = el("i", p[1]); i.style.width = pct(p[0], total) + "%"; overall.appendChild(i); }
+    });
     head.appendChild(overall);
     var legend = el("div", "legend");
     [["tr", "trainable"], ["fr", "frozen / non-trainable"], ["un", "unknown"]].forEach(function (l) {
