@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 
@@ -78,7 +79,12 @@ def _hand_info() -> ModelInfo:
         name="m\"'<>&",
         class_name="Functional",
         trainable=True,
-        layers=(layer,),
+        # parents that point at each other (no reader makes this; the page must still show both)
+        layers=(
+            layer,
+            replace(layer, path="a", name="a", parent="b"),
+            replace(layer, path="b", name="b", parent="a"),
+        ),
         variables=(var,),
         warnings=(f"warning {SCRIPT_END} {XSS} &amp; \u2028",),
     )

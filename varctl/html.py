@@ -423,9 +423,10 @@ _JS = r"""
       nodes[l.path] = n;
       order.push(n);
     });
+    function above(a, n) { for (; a; a = a.parent) if (a === n) return true; return false; }
     order.forEach(function (n) {
       var p = n.layer.parent !== null ? nodes[n.layer.parent] : null;
-      if (p && p !== n) { n.parent = p; p.kids.push(n); } else roots.push(n);
+      if (p && !above(p, n)) { n.parent = p; p.kids.push(n); } else roots.push(n);  // never a cycle
     });
     var looseVars = [];
     var vnodes = m.variables.map(function (v) {
