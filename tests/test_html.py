@@ -123,6 +123,14 @@ def test_hostile_strings_are_data_not_markup():
     assert "<title>odd &lt;img src=x onerror=alert(1)&gt;.keras · varctl</title>" in text
 
 
+def test_the_script_never_parses_strings_as_html():
+    from varctl.html import _JS
+
+    code = "\n".join(line.split("//")[0] for line in _JS.splitlines())  # comments aside
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
+        assert sink not in code, sink
+
+
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_page_round_trips_and_requests_nothing(path):
     info = open_model(str(path))
@@ -325,6 +333,12 @@ _HARNESS = r"""
     var note = sec.querySelector(".picker .note");
     res.note = note ? note.textContent : null;
     res.count = sec.querySelector(".count").textContent;
+    if (s.copy) {  // the Copy button hands the command, as shown, to the clipboard
+      Object.defineProperty(navigator, "clipboard", { configurable: true, value: { writeText: function (t) {
+        res.copied = t; return Promise.resolve();
+      } } });
+      sec.querySelector("button.copy").click();
+    }
     R.scenarios.push(res);
   });
   var probe = new Image();
@@ -432,7 +446,7 @@ def test_in_chromium(tmp_path, hostile_keras):
         {"model": tl, "state": "trainable"},
         {"model": tl, "state": "frozen", "filter": "Conv_1*"},
         {"model": bn, "filter": "*moving_mean"},
-        {"model": tl, "pick": ["mobilenetv2_0.35_96/Conv1", "dense"]},
+        {"model": tl, "pick": ["mobilenetv2_0.35_96/Conv1", "dense"], "copy": True},
         {"model": tl, "pick": ["mobilenetv2_0.35_96", "mobilenetv2_0.35_96/Conv1"], "action": "unfreeze"},
         {"model": hm, "pick": ["base [v2]*/dense", QUOTED, f"base [v2]*/{XSS}", INVISIBLE_NAME]},
         {"model": hm, "pick": ["dense"]},
@@ -498,6 +512,7 @@ def test_in_chromium(tmp_path, hostile_keras):
 
     # The picker: exact, shell-quoted commands that select exactly the checked layers.
     assert res[6]["command"] == f"varctl freeze '{src}' -p 'Conv1' -p 'dense' -o '{stem}.frozen.keras'"
+    assert res[6]["copied"] == res[6]["command"]
     assert _plan(res[6]["command"]) == ["dense"]  # Conv1 is frozen already (its base is)
     assert res[7]["command"] == (
         f"varctl unfreeze '{src}' -p 'mobilenetv2_0.35_96' -o '{stem}.unfrozen.keras'"
