@@ -145,7 +145,9 @@ def view(
     models: PathsArg,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Write the page to this file instead of a temporary one."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write the page to this file instead of a temporary one."
+        ),
     ] = None,
     no_open: Annotated[
         bool, typer.Option("--no-open", help="Only write the page; do not start a browser.")
