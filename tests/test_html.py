@@ -166,6 +166,15 @@ def test_list_format_html_writes_the_page_to_stdout():
     assert result.stderr == ""
 
 
+def test_list_formats_are_the_shared_formats_plus_html():
+    from varctl.commands.listing import ListFormat
+    from varctl.render import Format
+
+    # list hands every other value to run_each as Format(value): each must exist there.
+    assert {f.value for f in ListFormat} - {"html"} <= {f.value for f in Format}
+    assert "html" not in {f.value for f in Format}
+
+
 def test_list_html_with_a_pattern_shows_the_selection_and_its_layers():
     sample = str(SAMPLES / "transfer_learning.keras")
     result = CliRunner().invoke(app, ["list", sample, "-f", "html", "-p", "block_1_*", "--frozen"], env=ENV)
