@@ -198,3 +198,4 @@ def main() -> None:
 from varctl.commands import listing  # noqa: E402,F401,I001
 from varctl.commands import editing  # noqa: E402,F401,I001
 from varctl.commands import ci  # noqa: E402,F401,I001
+from varctl.commands import view  # noqa: E402,F401,I001

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from varctl.cli import (
     CustomObjectsOpt,
-    FormatOpt,
     LoadOpt,
     PathsArg,
     PatternOpt,
@@ -21,11 +21,21 @@ from varctl.cli import (
 from varctl.render import Format
 
 
+class ListFormat(str, Enum):  # Format plus `html`, which only `list` writes
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    html = "html"
+
+
 @app.command("list")
 @handle_errors
 def list_(
     models: PathsArg,
-    fmt: FormatOpt = Format.table,
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+    ] = ListFormat.table,
     pattern: PatternOpt = None,
     regex: RegexOpt = False,
     trainable: Annotated[
@@ -48,11 +58,15 @@ def list_(
 
     selector = Selector(tuple(pattern or ()), regex)
     loading = load_options(load, custom_objects, unsafe)
+    if fmt is ListFormat.html:  # one page for every model: varctl/commands/view.py
+        from varctl.commands.view import list_html
+
+        return list_html(models, selector, trainable, loading)
     make = views.layers_report if by_layer else views.list_report
     schema = views.LAYERS_SCHEMA if by_layer else views.LIST_SCHEMA
     run_each(
         models,
-        fmt,
+        Format(fmt.value),
         schema,
         lambda info: (make(info, filter_trainable(selector.variables(info), trainable)), 0),
         selector=selector,
