@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from varctl.cli import app
 from varctl.formats import open_model
 from varctl.html import CSP, page, page_data, script_json
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 from varctl.select import Selector, filter_trainable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,13 +68,13 @@ def _hand_info() -> ModelInfo:
         name="kernel\u2028",
         shape=(2, 3),
         dtype="float32",
-        trainable=False,
-        reason=f"{XSS} & {SCRIPT_END} \u2029",
+        cause=Cause.NATURE,
+        detail=f"{XSS} & {SCRIPT_END} \u2029",
         storage="/x",
     )
     return ModelInfo(
         source=f"odd {XSS}.keras",
-        format="keras",
+        format=ModelFormat.KERAS,
         keras_version="3.15.1",
         name="m\"'<>&",
         class_name="Functional",
