@@ -253,7 +253,18 @@ def safe_json(payload: Any) -> str:
     escaped (`\\u202e`): json.dumps escapes C0 controls itself, not these, and a terminal that
     shows the output would reorder it."""
     text = json.dumps(payload, indent=2, ensure_ascii=False)
-    return out.INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if text.isascii():  # json.dumps has escaped the ASCII controls inside strings already
+        return text
+    return "".join(_json_escape(ch) if ch > "\x7f" and out.hidden(ch) else ch for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    """A character as JSON `\\uXXXX` escapes (a surrogate pair above U+FFFF)."""
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def render(reports: Sequence[Report], fmt: Format) -> None:
