@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from varctl.cli import (
+from varctl.commands._options import (
     CustomObjectsOpt,
     FormatOpt,
     LoadOpt,
@@ -14,14 +14,13 @@ from varctl.cli import (
     PatternOpt,
     RegexOpt,
     UnsafeOpt,
-    app,
     handle_errors,
     load_options,
+    run_each,
 )
 from varctl.render import Format
 
 
-@app.command("list")
 @handle_errors
 def list_(
     models: PathsArg,
@@ -43,7 +42,6 @@ def list_(
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
-    from varctl.commands import run_each
     from varctl.select import Selector, filter_trainable
 
     selector = Selector(tuple(pattern or ()), regex)

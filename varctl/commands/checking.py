@@ -7,8 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from varctl import out
-from varctl.cli import FormatOpt, PathsArg, PatternOpt, RegexOpt, app, handle_errors, open_or_fail
-from varctl.commands import run_each
+from varctl.commands._options import (
+    FormatOpt,
+    PathsArg,
+    PatternOpt,
+    RegexOpt,
+    handle_errors,
+    open_or_fail,
+    run_each,
+)
 from varctl.errors import EXIT_FOUND
 from varctl.render import Format, Report
 
@@ -79,7 +86,6 @@ AtolOpt = Annotated[
 SideArg = Annotated[str, typer.Argument(help="A model file (.keras or legacy .h5).", show_default=False)]
 
 
-@app.command("check")
 @handle_errors
 def check(
     models: PathsArg,
@@ -113,7 +119,6 @@ def check(
     run_each(models, fmt, views.CHECK_SCHEMA, work, warnings=verbose)
 
 
-@app.command("diff")
 @handle_errors
 def diff(
     a: SideArg,
@@ -138,7 +143,6 @@ def diff(
         raise typer.Exit(EXIT_FOUND)
 
 
-@app.command("stats")
 @handle_errors
 def stats(
     models: PathsArg,
