@@ -183,18 +183,25 @@ def test_csv_has_one_header_and_one_row_per_variable(name, fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_markdown_is_a_pipe_table_plus_totals(fmt):
+    """Rendered by a CommonMark + GFM-tables renderer: a heading, one table, the totals."""
+    from markdown_it import MarkdownIt
+
     path = sample("batchnorm", fmt)
     doc = list_json(path)
-    lines = varctl("list", path, "-f", "markdown").stdout.splitlines()
-    assert lines[0].startswith("### ") and path in lines[0]
-    table = [line for line in lines if line.startswith("|")]
-    assert table[0] == "| path | layer | name | shape | dtype | params | trainable | why not trainable |"
-    assert re.fullmatch(r"\|(-{3}:?\|)+", table[1])
-    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in table[2:]]
-    assert [r[0] for r in rows] == paths(doc)
-    assert all(len(r) == 8 for r in rows)
+    text = varctl("list", path, "-f", "markdown").stdout
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    heading = tokens[[t.type for t in tokens].index("heading_open") + 1]
+    assert path in "".join(c.content for c in heading.children)
+    cells: list[list[str]] = []
+    for i, t in enumerate(tokens):
+        if t.type == "tr_open":
+            cells.append([])
+        elif t.type in ("th_open", "td_open"):
+            cells[-1].append("".join(c.content for c in tokens[i + 1].children))
+    assert cells[0] == ["path", "layer", "name", "shape", "dtype", "params", "trainable", "why not trainable"]
+    assert [r[0] for r in cells[1:]] == paths(doc)
+    assert all(len(r) == 8 for r in cells)
     totals = doc["totals"]
-    text = "\n".join(lines)
     assert f"Total params: {totals['params']:,} (" in text
     assert f"Trainable params: {totals['trainable']:,} (" in text
     assert f"Non-trainable params: {totals['non_trainable']:,}" in text

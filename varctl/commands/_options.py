@@ -18,11 +18,9 @@ from typer.core import TyperCommand
 
 from varctl import out
 from varctl.errors import EXIT_BUG, InternalError, UnreadableModel, UsageError, VarctlError
-from varctl.render import Format, Report
+from varctl.render import CIFormat, Format, Report
 
 if TYPE_CHECKING:
-    import click
-
     from varctl.model import ModelInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Command(TyperCommand):
     """Typer's command, with `Usage: varctl freeze [OPTIONS] MODEL` (Typer 0.28 writes `{MODEL}`)."""
 
-    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
 
@@ -86,6 +84,15 @@ ModelArg = Annotated[
     str, typer.Argument(help="The model file (.keras or legacy .h5).", metavar="MODEL", show_default=False)
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
+CIFormatOpt = Annotated[
+    CIFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format; github: workflow annotations, plus a job summary in $GITHUB_STEP_SUMMARY.",
+        case_sensitive=False,
+    ),
+]
 PatternOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -265,7 +272,7 @@ def open_or_fail(path: str, load: Any = None) -> ModelInfo:
 
 def run_each(
     paths: list[str],
-    fmt: Format,
+    fmt: Format | CIFormat,
     schema: str,
     work: Callable[[ModelInfo], tuple[Report | None, int]],
     *,
@@ -315,8 +322,8 @@ def run_each(
                 continue
         report_error(item)
         outcomes.append((path, item.exit_code))
-        if fmt is Format.json and len(paths) > 1:  # keep the array aligned with the arguments
-            reports.append(error_report(schema, path, item.message))
+        if (fmt.value == "json" and len(paths) > 1) or fmt.value == "github":
+            reports.append(error_report(schema, path, item.message))  # JSON: aligned with the arguments
     render(reports, fmt)
     if after is not None:
         after(outcomes)
