@@ -488,3 +488,54 @@ def test_one_bad_model_does_not_hide_the_others(tmp_path):
     assert [d["model"] for d in docs] == [good, str(bad), good]
     assert "error" in docs[1] and len(docs[0]["variables"]) == 4 == len(docs[2]["variables"])
     assert result.stderr.count("varctl: error: cannot open") == 1
+
+
+# -- help and shell completion ---------------------------------------------------------------------
+
+COMMAND_NAMES = ("list", "freeze", "unfreeze", "check", "diff", "stats")
+
+
+@pytest.mark.parametrize("name", COMMAND_NAMES)
+def test_help_uses_plain_metavars(name):
+    text = varctl(name, "--help").stdout
+    usage = text.splitlines()[0].split(" ", 2)[2]  # "Usage: PROG ..."
+    assert usage.startswith(f"{name} [OPTIONS] ")
+    assert "{" not in usage and "}" not in usage
+    assert not re.search(r"<(str|int|float|text|integer)>", text), text
+
+
+def test_help_names_what_each_option_takes():
+    freeze = " ".join(varctl("freeze", "--help").stdout.split())
+    assert "freeze [OPTIONS] MODEL Freeze" in freeze
+    for option in ("-p, --pattern PATTERN", "--first N", "--upto LAYER", "--in LAYER", "-o, --output FILE"):
+        assert option in freeze
+    assert "list [OPTIONS] MODEL...\n" in varctl("list", "--help").stdout
+
+
+def _complete(*words: str) -> list[str]:
+    """What bash completion offers for the last word, through Typer's own completion protocol."""
+    env = {**ENV, "_VARCTL_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(("varctl", *words)),
+           "COMP_CWORD": str(len(words))}  # fmt: skip
+    result = runner.invoke(app, [], env=env, prog_name="varctl")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    return result.stdout.split()
+
+
+def test_pattern_completes_layer_names_of_the_model_on_the_line():
+    tl = sample(TL)
+    assert _complete("freeze", tl, "-p", "block_16_d") == [
+        "block_16_depthwise",
+        "block_16_depthwise_BN",
+        "block_16_depthwise_relu",
+    ]
+    assert _complete("list", sample("seed_dense"), "--pattern", "") == ["dense", "dense_1"]
+    assert _complete("unfreeze", tl, "--upto", f"{BASE}/block_16_pro") == [
+        f"{BASE}/block_16_project",
+        f"{BASE}/block_16_project_BN",
+    ]
+    assert _complete("freeze", "-p", "x", sample("seed_dense", "h5"), "--in", "dense_") == ["dense_1"]
+
+
+@pytest.mark.parametrize("model", ["missing.keras", "sample_models/README.md", ""])
+def test_completion_is_silent_without_a_readable_model(model):
+    assert _complete("freeze", *([model] if model else []), "-p", "") == []

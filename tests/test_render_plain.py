@@ -41,7 +41,10 @@ def test_random_reports_keep_every_cell_and_align_the_grid():
         cols = [Column(f"k{i}", _word(rng, 8).replace("|", "") or "h", kind) for i, kind in enumerate(kinds)]
         values = [None, True, False, 0, 7, 1234567, -0.5, 1e-9, "pass", "FAIL", (3, 4), (5,)]
         records = [
-            {c.key: rng.choice(values) if rng.random() < 0.5 else _word(rng, 12).replace("|", "") for c in cols}
+            {
+                c.key: rng.choice(values) if rng.random() < 0.5 else _word(rng, 12).replace("|", "")
+                for c in cols
+            }
             for _ in range(rng.randint(0, 5))
         ]
         report = Report("t " + _word(rng, 30), cols, {"rows": records}, "rows", ["s " + _word(rng, 20)])

@@ -314,7 +314,9 @@ def check_verdict(result: CheckResult) -> str:
         return "readable (no assertions given)"
     if failed:
         return f"{failed} of {len(result.outcomes)} assertions failed"
-    return "the assertion holds" if len(result.outcomes) == 1 else f"all {len(result.outcomes)} assertions hold"
+    return (
+        "the assertion holds" if len(result.outcomes) == 1 else f"all {len(result.outcomes)} assertions hold"
+    )
 
 
 def check_report(result: CheckResult, *, failures_only: bool, brief: bool = False) -> Report:

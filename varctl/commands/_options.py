@@ -45,7 +45,8 @@ def _model_from(ctx: typer.Context) -> str | None:
             value = value[0] if value else None
         if isinstance(value, str) and value:
             return value
-    return None
+    # Completing the value of an option (`-p <TAB>`) stops the parse early: the model is left over.
+    return next((a for a in ctx.args if not a.startswith("-")), None)
 
 
 def complete_layer(ctx: typer.Context, incomplete: str) -> Iterator[str]:
