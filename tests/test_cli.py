@@ -539,3 +539,24 @@ def test_pattern_completes_layer_names_of_the_model_on_the_line():
 @pytest.mark.parametrize("model", ["missing.keras", "sample_models/README.md", ""])
 def test_completion_is_silent_without_a_readable_model(model):
     assert _complete("freeze", *([model] if model else []), "-p", "") == []
+
+
+# -- progress on many files -------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("tty", "after", "drawn"), [(True, 0.0, True), (True, 60.0, False), (False, 0.0, False)])
+def test_many_file_bar_only_on_a_terminal_and_only_for_slow_runs(monkeypatch, tty, after, drawn):
+    from varctl import out
+
+    stderr = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr(out, "PROGRESS_AFTER_SECONDS", after)
+    with out.many_files(3, "reading") as tick:
+        for _ in range(3):
+            tick()
+    assert ("reading" in stderr.getvalue()) is drawn
