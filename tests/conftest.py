@@ -15,11 +15,19 @@ SAMPLES = ROOT / "sample_models"
 
 
 # The environment of every CLI run: FORCE_COLOR / TTY_COMPATIBLE would make rich decorate a non-TTY.
-ENV = {"NO_COLOR": "1", "COLUMNS": "120", "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "GITHUB_STEP_SUMMARY": None}
+ENV = {
+    "NO_COLOR": "1",
+    "COLUMNS": "120",
+    "FORCE_COLOR": None,
+    "TTY_COMPATIBLE": None,
+    "GITHUB_STEP_SUMMARY": None,
+}
 
 
 def pytest_addoption(parser):
-    parser.addoption("--update-golden", action="store_true", help="Rewrite tests/golden/ from the current output.")
+    parser.addoption(
+        "--update-golden", action="store_true", help="Rewrite tests/golden/ from the current output."
+    )
 
 
 @pytest.fixture

@@ -549,7 +549,9 @@ class _Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("tty", "after", "drawn"), [(True, 0.0, True), (True, 60.0, False), (False, 0.0, False)])
+@pytest.mark.parametrize(
+    ("tty", "after", "drawn"), [(True, 0.0, True), (True, 60.0, False), (False, 0.0, False)]
+)
 def test_many_file_bar_only_on_a_terminal_and_only_for_slow_runs(monkeypatch, tty, after, drawn):
     from varctl import out
 
