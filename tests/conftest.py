@@ -14,6 +14,39 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
 
 
+# The environment of every CLI run: FORCE_COLOR / TTY_COMPATIBLE would make rich decorate a non-TTY.
+ENV = {
+    "NO_COLOR": "1",
+    "COLUMNS": "120",
+    "FORCE_COLOR": None,
+    "TTY_COMPATIBLE": None,
+    "GITHUB_STEP_SUMMARY": None,
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-golden", action="store_true", help="Rewrite tests/golden/ from the current output."
+    )
+
+
+@pytest.fixture
+def cli():
+    """cli(*args, code=0, env=None) -> Result: varctl run through CliRunner with ENV, exit code asserted,
+    no traceback; stdout (data) and stderr (messages) kept apart."""
+    from typer.testing import CliRunner
+
+    from varctl.cli import app
+
+    def run(*args: str, code: int = 0, env: dict | None = None):
+        result = CliRunner().invoke(app, [str(a) for a in args], env={**ENV, **(env or {})})
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+        return result
+
+    return run
+
+
 def pytest_report_header(config):
     from importlib.metadata import PackageNotFoundError, version
 

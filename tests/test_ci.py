@@ -142,8 +142,10 @@ def test_check_assertion(case):
     quiet = run("check", path, *args)
     assert quiet.exit_code == code, quiet.output
     assert quiet.stderr == ""
-    if code == 0:
-        assert quiet.stdout == ""  # quiet on success
+    if code == 0:  # one line naming the model, then the count
+        assert quiet.stdout == f"pass {path}: {quiet.stdout.split(': ', 1)[1].splitlines()[0]}\n" + (
+            "1 model checked: 1 passed, 0 failed\n"
+        )
     else:
         assert "FAIL" in quiet.stdout
     doc = as_json(run("check", path, *args, "-f", "json"))
@@ -185,12 +187,16 @@ def test_check_finite_finds_injected_nan(models, fmt):
 def test_check_verbose_shows_passing_assertions(models):
     result = run("check", models / "base.keras", "--finite", "--trainable", "d1", "-v")
     assert result.exit_code == 0
-    assert result.stdout.count("pass") == 2
-    assert "all 2 assertions hold" in result.stdout
+    assert result.stdout.count("pass ") == 2
+    assert "all 2 assertions hold" in result.stdout and "1 model checked: 1 passed, 0 failed" in result.stdout
 
 
 def test_check_without_assertions_checks_readability(models, tmp_path):
-    assert run("check", models / "base.keras", models / "base.h5").stdout == ""
+    assert run("check", models / "base.keras", models / "base.h5").stdout == (
+        f"pass {models / 'base.keras'}: readable (no assertions given)\n"
+        f"pass {models / 'base.h5'}: readable (no assertions given)\n"
+        "2 models checked: 2 passed, 0 failed\n"
+    )
     junk = tmp_path / "junk.keras"
     junk.write_text("not a model")
     result = run("check", models / "base.keras", junk)

@@ -183,18 +183,25 @@ def test_csv_has_one_header_and_one_row_per_variable(name, fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_markdown_is_a_pipe_table_plus_totals(fmt):
+    """Rendered by a CommonMark + GFM-tables renderer: a heading, one table, the totals."""
+    from markdown_it import MarkdownIt
+
     path = sample("batchnorm", fmt)
     doc = list_json(path)
-    lines = varctl("list", path, "-f", "markdown").stdout.splitlines()
-    assert lines[0].startswith("### ") and path in lines[0]
-    table = [line for line in lines if line.startswith("|")]
-    assert table[0] == "| path | layer | name | shape | dtype | params | trainable | why not trainable |"
-    assert re.fullmatch(r"\|(-{3}:?\|)+", table[1])
-    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in table[2:]]
-    assert [r[0] for r in rows] == paths(doc)
-    assert all(len(r) == 8 for r in rows)
+    text = varctl("list", path, "-f", "markdown").stdout
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    heading = tokens[[t.type for t in tokens].index("heading_open") + 1]
+    assert path in "".join(c.content for c in heading.children)
+    cells: list[list[str]] = []
+    for i, t in enumerate(tokens):
+        if t.type == "tr_open":
+            cells.append([])
+        elif t.type in ("th_open", "td_open"):
+            cells[-1].append("".join(c.content for c in tokens[i + 1].children))
+    assert cells[0] == ["path", "layer", "name", "shape", "dtype", "params", "trainable", "why not trainable"]
+    assert [r[0] for r in cells[1:]] == paths(doc)
+    assert all(len(r) == 8 for r in cells)
     totals = doc["totals"]
-    text = "\n".join(lines)
     assert f"Total params: {totals['params']:,} (" in text
     assert f"Trainable params: {totals['trainable']:,} (" in text
     assert f"Non-trainable params: {totals['non_trainable']:,}" in text
@@ -481,3 +488,77 @@ def test_one_bad_model_does_not_hide_the_others(tmp_path):
     assert [d["model"] for d in docs] == [good, str(bad), good]
     assert "error" in docs[1] and len(docs[0]["variables"]) == 4 == len(docs[2]["variables"])
     assert result.stderr.count("varctl: error: cannot open") == 1
+
+
+# -- help and shell completion ---------------------------------------------------------------------
+
+COMMAND_NAMES = ("list", "freeze", "unfreeze", "check", "diff", "stats")
+
+
+@pytest.mark.parametrize("name", COMMAND_NAMES)
+def test_help_uses_plain_metavars(name):
+    text = varctl(name, "--help").stdout
+    usage = text.splitlines()[0].split(" ", 2)[2]  # "Usage: PROG ..."
+    assert usage.startswith(f"{name} [OPTIONS] ")
+    assert "{" not in usage and "}" not in usage
+    assert not re.search(r"<(str|int|float|text|integer)>", text), text
+
+
+def test_help_names_what_each_option_takes():
+    freeze = " ".join(varctl("freeze", "--help").stdout.split())
+    assert "freeze [OPTIONS] MODEL Freeze" in freeze
+    for option in ("-p, --pattern PATTERN", "--first N", "--upto LAYER", "--in LAYER", "-o, --output FILE"):
+        assert option in freeze
+    assert "list [OPTIONS] MODEL...\n" in varctl("list", "--help").stdout
+
+
+def _complete(*words: str) -> list[str]:
+    """What bash completion offers for the last word, through Typer's own completion protocol."""
+    env = {**ENV, "_VARCTL_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(("varctl", *words)),
+           "COMP_CWORD": str(len(words))}  # fmt: skip
+    result = runner.invoke(app, [], env=env, prog_name="varctl")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    return result.stdout.split()
+
+
+def test_pattern_completes_layer_names_of_the_model_on_the_line():
+    tl = sample(TL)
+    assert _complete("freeze", tl, "-p", "block_16_d") == [
+        "block_16_depthwise",
+        "block_16_depthwise_BN",
+        "block_16_depthwise_relu",
+    ]
+    assert _complete("list", sample("seed_dense"), "--pattern", "") == ["dense", "dense_1"]
+    assert _complete("unfreeze", tl, "--upto", f"{BASE}/block_16_pro") == [
+        f"{BASE}/block_16_project",
+        f"{BASE}/block_16_project_BN",
+    ]
+    assert _complete("freeze", "-p", "x", sample("seed_dense", "h5"), "--in", "dense_") == ["dense_1"]
+
+
+@pytest.mark.parametrize("model", ["missing.keras", "sample_models/README.md", ""])
+def test_completion_is_silent_without_a_readable_model(model):
+    assert _complete("freeze", *([model] if model else []), "-p", "") == []
+
+
+# -- progress on many files -------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("tty", "after", "drawn"), [(True, 0.0, True), (True, 60.0, False), (False, 0.0, False)]
+)
+def test_many_file_bar_only_on_a_terminal_and_only_for_slow_runs(monkeypatch, tty, after, drawn):
+    from varctl import out
+
+    stderr = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr(out, "PROGRESS_AFTER_SECONDS", after)
+    with out.many_files(3, "reading") as tick:
+        for _ in range(3):
+            tick()
+    assert ("reading" in stderr.getvalue()) is drawn

@@ -24,8 +24,8 @@ def _section(title: str) -> str:
     return match.group(1)
 
 
-def test_the_app_has_commands():
-    assert "list" in COMMANDS
+def test_the_app_registers_exactly_the_commands_of_cli_py():
+    assert COMMANDS == sorted(["list", "freeze", "unfreeze", "check", "diff", "stats", "view"])
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -12,9 +12,13 @@ EXIT_BUG = 70
 
 
 class VarctlError(Exception):
-    """Expected failure; its message is shown to the user verbatim (no traceback)."""
+    """A failure varctl can name; its message is shown to the user verbatim (no traceback).
 
-    exit_code = EXIT_BUG
+    The base class means "the input or the command line is wrong" (exit 2) unless a subclass
+    says otherwise; only InternalError means a bug (exit 70).
+    """
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -48,9 +52,10 @@ class OutputError(VarctlError):
     exit_code = EXIT_UNWRITABLE
 
 
-class InternalError(Exception):
-    """A bug met while handling a named file: exit 70, with the file named (not a VarctlError)."""
+class InternalError(VarctlError):
+    """A bug met while handling a named file: exit 70, with the file named and a pointer to VARCTL_DEBUG."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    exit_code = EXIT_BUG
+
+    def __init__(self, message: str, *, hint: str | None = "set VARCTL_DEBUG=1 for a traceback") -> None:
+        super().__init__(message, hint=hint)

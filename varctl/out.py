@@ -7,18 +7,45 @@ and COLUMNS itself.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
+import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-# C0/C1 controls, zero-width and bidi formatting characters: never sent raw to a terminal.
-INVISIBLE = re.compile(r"[\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-UNSAFE = re.compile(r"[\x00-\x1f]|" + INVISIBLE.pattern)
+# Characters never sent raw, in any format or on stderr: controls (Cc: C0, DEL, C1), every format
+# character (Cf: zero-width, bidi marks and embeddings, U+061C, U+2060-2064, tag characters
+# U+E0000-E007F, ...), unpaired surrogates (Cs) and the line/paragraph separators (Zl, Zp).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_ASCII_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@functools.lru_cache(maxsize=8192)
+def hidden(ch: str) -> bool:
+    """True for a character `clean` escapes (cached: names repeat the same few characters)."""
+    return unicodedata.category(ch) in HIDDEN_CATEGORIES
+
+
+def _escape(ch: str) -> str:
+    return ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def clean(text: str) -> str:
+    """Make a string from a model file safe to show: hidden characters become `\\uXXXX`-style escapes.
+
+    ASCII text (nearly every name) costs one regex search; other text one cached lookup per character.
+    """
+    if text.isascii():
+        return _ASCII_UNSAFE.sub(lambda m: _escape(m.group()), text) if _ASCII_UNSAFE.search(text) else text
+    if not any(map(hidden, text)):
+        return text
+    return "".join(_escape(ch) if hidden(ch) else ch for ch in text)
 
 
 def _make(stream: object, stderr: bool) -> Console:
@@ -39,11 +66,6 @@ def out() -> Console:
 def err() -> Console:
     """Console for messages (stderr)."""
     return _make(sys.stderr, stderr=True)
-
-
-def clean(text: str) -> str:
-    """Make a string from a model file safe to show: control and bidi characters become escapes."""
-    return UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def message(kind: str, text: str) -> None:
@@ -72,3 +94,50 @@ def progress(total_bytes: int, label: str) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(escape(clean(label)), total=total_bytes)
         yield lambda n: bar.advance(task, n)
+
+
+# A run over many files shows a bar once it has taken this long (seconds).
+PROGRESS_AFTER_SECONDS = 1.0
+
+
+class _FileBar:
+    """Counts files done; starts a transient rich bar on stderr once the run is slow enough to need one."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.start = time.monotonic()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.advance(self.task)
+        elif time.monotonic() - self.start >= PROGRESS_AFTER_SECONDS and self.done < self.total:
+            from rich.markup import escape
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            columns = (TextColumn(escape(clean(self.label))), BarColumn(), MofNCompleteColumn())
+            self.bar = Progress(*columns, console=err(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total, completed=self.done)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextmanager
+def many_files(total: int, label: str) -> Iterator[Callable[[], None]]:
+    """A `tick()` callback, called once per file done, that draws a transient bar on stderr.
+
+    Only on a TTY, and only once the run has lasted PROGRESS_AFTER_SECONDS: short runs draw nothing.
+    """
+    if total < 2 or not getattr(sys.stderr, "isatty", lambda: False)():
+        yield lambda: None
+        return
+    bar = _FileBar(total, label)
+    try:
+        yield bar.tick
+    finally:
+        bar.stop()

@@ -1,7 +1,18 @@
-"""render(reports, fmt): the only formatter. table | json | csv | markdown, from plain rows.
+"""render(reports, fmt): the only formatter. table | json | csv | markdown, all from one record list.
 
-Commands build `Report`s (data); this module decides how they look. The table shows the columns
-marked for it; csv and markdown carry every column; json prints each report's contract object.
+A `Report` is data: `records` (the JSON rows) inside an `envelope` (the JSON document around them),
+and `Column`s that say how a record becomes a cell. JSON prints the envelope; the table, CSV and
+Markdown read the same records through the same columns, so the formats cannot drift. How a cell
+looks comes from `Column.kind`, never from a column's name.
+
+Text from a model file is data in every format:
+- JSON is strict: NaN and infinities are written as the strings "nan", "inf" and "-inf" (never the
+  `NaN`/`Infinity` tokens most parsers reject); format characters are `\\uXXXX` escapes.
+- Markdown cells and headers escape pipes, HTML (`<`, `>`, `&` as entities) and the characters of
+  links, images, code and emphasis (`[ ] ! `` ` `` * _ ~ \\` with a backslash), so a name renders as text.
+- CSV cells a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) get
+  a leading `'` (OWASP's advice); numbers in numeric columns are left alone (`-0.5` stays a number).
+- Everywhere, control and format characters are escaped (out.clean).
 """
 
 from __future__ import annotations
@@ -9,9 +20,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -29,23 +42,75 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
+class CIFormat(str, Enum):
+    """The formats of `check` and `diff`: Format's, plus GitHub workflow annotations (varctl.github)."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    github = "github"
+
+
+class Kind(str, Enum):
+    """How a column's cells look: the renderer's only styling input."""
+
+    text = "text"  # a string from the model or from varctl, escaped
+    numeric = "numeric"  # right-aligned; ints with thousands separators, floats to 6 digits
+    flag = "flag"  # True / False / None: ✓ / ✗ / unknown in the table
+    status = "status"  # one word with a colour (pass, FAIL, trainable, frozen, partial); None: —
+    note = "note"  # secondary text, dimmed on a terminal
+
+
 @dataclass(frozen=True)
 class Column:
+    """One column: `key` names it in CSV and reads it from a record, unless `getter` computes it."""
+
     key: str
     header: str
-    numeric: bool = False
+    kind: Kind = Kind.text
+    getter: Callable[[dict[str, Any]], Any] | None = None
     in_table: bool = True
-    table_only: bool = False  # decoration for people (the indented tree): not in csv
+    in_data: bool = True  # False: decoration for people (the indented tree), not in csv/markdown
+
+    def value(self, row: dict[str, Any]) -> Any:
+        return self.getter(row) if self.getter is not None else row.get(self.key)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A GitHub workflow annotation (`::error file=...,title=...::message`) for `-f github`."""
+
+    level: str  # error | warning | notice
+    title: str
+    message: str
+    file: str | None = None
 
 
 @dataclass
 class Report:
+    """A report: the JSON `envelope`, whose `records_key` holds the records every format shows.
+
+    `rows` turns one record into its table rows (default: the record itself), for reports whose
+    records nest what the table shows flat (an assertion and the variables that fail it).
+    """
+
     title: str
     columns: list[Column]
-    rows: list[dict[str, Any]]
+    envelope: dict[str, Any]
+    records_key: str | None = None
     summary: list[str] = field(default_factory=list)
-    document: Any = None  # the JSON contract object
     csv_prefix: dict[str, Any] = field(default_factory=dict)  # e.g. {"model": path}
+    rows: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None
+    annotations: list[Annotation] = field(default_factory=list)  # what `-f github` reports
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.envelope[self.records_key] if self.records_key else []
+
+    def table_rows(self) -> Iterator[dict[str, Any]]:
+        for record in self.records:
+            yield from (self.rows(record) if self.rows is not None else (record,))
 
 
 def human_bytes(n: int) -> str:
@@ -57,8 +122,11 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+# -- cells ----------------------------------------------------------------------------------------
+
+
 def _plain(value: Any) -> str:
-    """A cell as text for csv/markdown/table: shapes as tuples, bools as yes/no, None empty."""
+    """A value as text: shapes as tuples, bools as yes/no, None empty."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -79,55 +147,43 @@ def _number(value: Any) -> str | None:
     return None
 
 
-def _table_cell(col: Column, value: Any) -> Text:
-    from rich.text import Text
-
-    if col.numeric and (number := _number(value)) is not None:
-        return Text(number)
-    if col.key == "status" and value in ("pass", "FAIL"):
-        return Text(value, style="green" if value == "pass" else "bold red")
-    if col.key == "state" and value is None:
-        return Text("—", style="dim")
-    if col.key == "trainable" or col.key == "state":
-        styles = {True: ("✓", "green"), False: ("✗", "red"), None: ("unknown", "yellow")}
-        if value in styles:
-            mark, style = styles[value]
-            return Text(mark, style=style)
-        return Text(
-            out.clean(str(value)), style={"partial": "yellow", "frozen": "red"}.get(str(value), "green")
-        )
-    text = Text(out.clean(_plain(value)))
-    if col.key == "reason":
-        text.stylize("dim")
-    return text
+_FLAG_MARKS = {True: "✓", False: "✗", None: "unknown"}
+_FLAG_STYLES = {True: "green", False: "red", None: "yellow"}
+_STATUS_STYLES = {
+    "pass": "green",
+    "FAIL": "bold red",
+    "trainable": "green",
+    "frozen": "red",
+    "partial": "yellow",
+    "unknown": "yellow",
+}
 
 
 def _cell_str(col: Column, value: Any) -> str:
-    """The text of `_table_cell(col, value)`, without rich (for the plain table)."""
-    if col.numeric and (number := _number(value)) is not None:
+    """A table cell's text (the same on a terminal and off it)."""
+    if col.kind is Kind.numeric and (number := _number(value)) is not None:
         return number
-    if col.key == "status" and value in ("pass", "FAIL"):
-        return str(value)
-    if col.key == "state" and value is None:
+    if col.kind is Kind.flag and (value is None or isinstance(value, bool)):
+        return _FLAG_MARKS[value]
+    if col.kind is Kind.status and value is None:
         return "—"
-    if col.key == "trainable" or col.key == "state":
-        marks = {True: "✓", False: "✗", None: "unknown"}
-        if value in marks:
-            return marks[value]
-        return out.clean(str(value))
     return out.clean(_plain(value))
 
 
-# The width of the non-TTY console (out._make): a wider table is left to rich, which would shrink it.
-_PLAIN_WIDTH = 10_000
+def _cell_style(col: Column, value: Any) -> str:
+    if col.kind is Kind.flag and (value is None or isinstance(value, bool)):
+        return _FLAG_STYLES[value]
+    if col.kind is Kind.status:
+        return "dim" if value is None else _STATUS_STYLES.get(str(value), "")
+    return "dim" if col.kind is Kind.note else ""
+
+
+# -- table ----------------------------------------------------------------------------------------
 
 
 def _plain_ok() -> bool:
-    """True when rich would draw the table undecorated: stdout not a terminal, no colour forced.
-
-    Then `_plain_table` writes the same characters rich would, about 50 times faster (rich lays
-    out every cell as a renderable: 0.2 s for 268 rows, 8 s for 10,000).
-    """
+    """True when the table is for a program or a file (stdout not a terminal, no colour forced):
+    then varctl writes its own plain ASCII table, fast and pinned by the golden files."""
     if os.environ.get("FORCE_COLOR") is not None or os.environ.get("TTY_COMPATIBLE", "") != "":
         return False
     if "IPython" in sys.modules or "idlelib" in sys.modules:  # rich has its own rules there
@@ -142,7 +198,7 @@ _NARROW = frozenset("✓✗—")
 
 
 def cell_len(text: str) -> int:
-    """Terminal cells `text` takes, as rich counts them (rich.cells is imported only for wide text)."""
+    """Terminal cells `text` takes (rich.cells is imported only for wide text)."""
     if all(ch.isascii() or ch in _NARROW for ch in text):
         return len(text)
     from rich.cells import cell_len as rich_cell_len
@@ -150,80 +206,114 @@ def cell_len(text: str) -> int:
     return rich_cell_len(text)
 
 
-def _plain_table(report: Report, cols: list[Column]) -> str | None:
-    """rich's ASCII2 table (title, header, rows, summary) as text; None where rich would differ."""
-    header = [c.header for c in cols]
-    if not all(h.isascii() and h.isprintable() and "[" not in h and ":" not in h for h in header):
-        return None  # rich reads a header string as markup (and :emoji:): only plain words here
-    rows = [[_cell_str(c, row.get(c.key)) for c in cols] for row in report.rows]
+def plain_table(report: Report) -> str:
+    """varctl's plain table: the title, an ASCII grid (numbers right-aligned), the summary lines.
+
+    A report without table columns is its title and summary only (a passing `check`).
+    """
+    cols = [c for c in report.columns if c.in_table]
+    title = out.clean(report.title)
+    summary = [out.clean(s) for s in report.summary]
+    if not cols:
+        return "\n".join([title, *summary]) + "\n"
+    header = [out.clean(c.header) for c in cols]
+    rows = [[_cell_str(c, c.value(row)) for c in cols] for row in report.table_rows()]
     widths = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    if sum(w + 3 for w in widths) + 1 > _PLAIN_WIDTH:
-        return None
 
     def line(cells: list[str]) -> str:
         parts = []
         for c, w, text in zip(cols, widths, cells, strict=True):
-            if c.numeric:  # rich right-justifies a stripped copy; the width counted the blanks
-                text = text.rstrip()
             pad = " " * (w - cell_len(text))
-            parts.append(f" {pad}{text} " if c.numeric else f" {text}{pad} ")
+            parts.append(f" {pad}{text} " if c.kind is Kind.numeric else f" {text}{pad} ")
         return "|" + "|".join(parts) + "|"
 
-    title = out.clean(report.title)
-    summary = [out.clean(s) for s in report.summary]
-    if title != title.strip() or any(s != s.strip() for s in summary):
-        return None  # leading/trailing blanks: leave the edge cases to rich
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     lines = ([title] if title else []) + [rule, line(header), rule, *map(line, rows), rule, *summary, ""]
     return "\n".join(lines) + "\n"
 
 
-def _table(report: Report) -> None:
-    cols = [c for c in report.columns if c.in_table]
-    if _plain_ok() and (text := _plain_table(report, cols)) is not None:
-        sys.stdout.write(text)
-        return
-    # rich.table is imported here, not at module level: cli.py needs this module for Format.
+def _rich_table(report: Report) -> None:
+    """The table on a terminal, drawn by rich (imported only here)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     console = out.out()
-    table = Table(
-        title=Text(out.clean(report.title), style="bold"),
-        box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
-        header_style="bold",
-        title_justify="left",
-    )
-    for c in cols:
-        table.add_column(
-            c.header, justify="right" if c.numeric else "left", no_wrap=c.key in ("path", "layer")
+    cols = [c for c in report.columns if c.in_table]
+    title = Text(out.clean(report.title), style="bold")
+    if cols:
+        table = Table(
+            title=title,
+            box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
+            header_style="bold",
+            title_justify="left",
         )
-    for row in report.rows:
-        table.add_row(*(_table_cell(c, row.get(c.key)) for c in cols))
-    console.print(table)
+        for c in cols:
+            table.add_column(
+                Text(out.clean(c.header)),
+                justify="right" if c.kind is Kind.numeric else "left",
+                no_wrap=c.kind is not Kind.note,
+            )
+        for row in report.table_rows():
+            table.add_row(*(_rich_cell(c, c.value(row)) for c in cols))
+        console.print(table)
+    else:
+        console.print(title)
     for line in report.summary:
         console.print(Text(out.clean(line)))
     console.print()
 
 
-def _markdown(report: Report) -> str:
-    def esc(s: str) -> str:
-        return out.clean(s).replace("|", "\\|")
+def _rich_cell(col: Column, value: Any) -> Text:
+    from rich.text import Text
 
-    lines = [f"### {esc(report.title)}", ""]
-    lines.append("| " + " | ".join(c.header for c in report.columns) + " |")
-    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in report.columns) + "|")
-    for row in report.rows:
-        cells = []
-        for c in report.columns:
-            v = row.get(c.key)
-            number = _number(v) if c.numeric else None
-            cells.append(number if number is not None else esc(_plain(v)))
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.extend(f"{esc(s)}  " for s in report.summary)
+    return Text(_cell_str(col, value), style=_cell_style(col, value))
+
+
+# -- markdown -------------------------------------------------------------------------------------
+
+_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|"}
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]!~&<>|]")
+
+
+def md_escape(text: str) -> str:
+    """Text for a GFM table cell or heading: rendered as the same characters, never as markup."""
+    text = out.clean(text)
+    return _MD_SPECIAL.sub(lambda m: _MD_ESCAPES.get(m.group(), "\\" + m.group()), text)
+
+
+def _md_cell(col: Column, value: Any) -> str:
+    if col.kind is Kind.numeric and (number := _number(value)) is not None:
+        return number
+    return md_escape(_plain(value))
+
+
+def markdown(report: Report) -> str:
+    cols = [c for c in report.columns if c.in_data]
+    lines = [f"### {md_escape(report.title)}", ""]
+    if cols:
+        lines.append("| " + " | ".join(md_escape(c.header) for c in cols) + " |")
+        lines.append("|" + "|".join("---:" if c.kind is Kind.numeric else "---" for c in cols) + "|")
+        for row in report.table_rows():
+            lines.append("| " + " | ".join(_md_cell(c, c.value(row)) for c in cols) + " |")
+        lines.append("")
+    lines.extend(f"{md_escape(s)}  " for s in report.summary)
     return "\n".join(lines).rstrip() + "\n"
+
+
+# -- csv ------------------------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(col: Column | None, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if col is not None and col.kind is Kind.numeric and _number(value) is not None:
+        return str(value)
+    text = out.clean(_plain(value))
+    # A cell a spreadsheet would run as a formula; out.clean has already escaped tab and CR.
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _csv(reports: Sequence[Report]) -> str:
@@ -231,45 +321,117 @@ def _csv(reports: Sequence[Report]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     first = reports[0]
     prefix = list(first.csv_prefix)
-    data_cols = [c for c in first.columns if not c.table_only]
+    data_cols = [c for c in first.columns if c.in_data]
     writer.writerow(prefix + [c.key for c in data_cols])
     for r in reports:
-        for row in r.rows:
+        for row in r.table_rows():
             writer.writerow(
-                [out.clean(_plain(r.csv_prefix[k])) for k in prefix]
-                + [out.clean(_csv_value(row.get(c.key))) for c in data_cols]
+                [_csv_cell(None, r.csv_prefix.get(k)) for k in prefix]
+                + [_csv_cell(c, c.value(row)) for c in data_cols]
             )
     return buf.getvalue()
 
 
-def _csv_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _plain(value)
+# -- json -----------------------------------------------------------------------------------------
+
+
+def _finite(payload: Any) -> Any:
+    """`payload` with every NaN / infinite float replaced by "nan", "inf" or "-inf"."""
+    if isinstance(payload, float) and not math.isfinite(payload):
+        return "nan" if math.isnan(payload) else ("inf" if payload > 0 else "-inf")
+    if isinstance(payload, dict):
+        return {k: _finite(v) for k, v in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [_finite(v) for v in payload]
+    return payload
 
 
 def safe_json(payload: Any) -> str:
-    """JSON with non-ASCII text kept readable, but bidi and other invisible format characters
-    escaped (`\\u202e`): json.dumps escapes C0 controls itself, not these, and a terminal that
-    shows the output would reorder it."""
-    text = json.dumps(payload, indent=2, ensure_ascii=False)
-    return out.INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """Strict JSON (no NaN/Infinity tokens), non-ASCII text readable but format characters escaped.
+
+    json.dumps escapes C0 controls itself, not bidi or other invisible characters, which a
+    terminal showing the output would act on.
+    """
+    try:
+        text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere (rare): walk the payload once
+        text = json.dumps(_finite(payload), indent=2, ensure_ascii=False, allow_nan=False)
+    if text.isascii():  # json.dumps has escaped the ASCII controls inside strings already
+        return text
+    return "".join(_json_escape(ch) if ch > "\x7f" and out.hidden(ch) else ch for ch in text)
 
 
-def render(reports: Sequence[Report], fmt: Format) -> None:
-    """Write reports to stdout in `fmt`. Several reports: one table each, or one JSON array."""
+def _json_escape(ch: str) -> str:
+    """A character as JSON `\\uXXXX` escapes (a surrogate pair above U+FFFF)."""
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+# -- github -----------------------------------------------------------------------------------------
+
+
+def _gh_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's toolkit does (escapeData)."""
+    return out.clean(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    """A workflow command's property value (escapeProperty): also `:` and `,`."""
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_command(a: Annotation) -> str:
+    """`::error file=m.keras,title=...::message` (docs: "Workflow commands for GitHub Actions")."""
+    props = [f"file={_gh_property(a.file)}"] if a.file else []
+    props.append(f"title={_gh_property(a.title)}")
+    return f"::{a.level} {','.join(props)}::{_gh_data(a.message)}"
+
+
+def append_step_summary(text: str) -> None:
+    """Append Markdown to the job summary ($GITHUB_STEP_SUMMARY), when running in GitHub Actions."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    except OSError as e:
+        out.message("warning", f"cannot append to GITHUB_STEP_SUMMARY ({path}): {e.strerror or e}")
+
+
+def _github(reports: Sequence[Report]) -> str:
+    append_step_summary("\n".join(markdown(r) for r in reports))
+    return "".join(github_command(a) + "\n" for r in reports for a in r.annotations)
+
+
+# -- the entry point ------------------------------------------------------------------------------
+
+
+def render(reports: Sequence[Report], fmt: Format | CIFormat) -> None:
+    """Write reports to stdout in `fmt`. Several reports: one table each, or one JSON array.
+
+    `github`: the reports' annotations as workflow commands, and their Markdown appended to the
+    job summary when $GITHUB_STEP_SUMMARY is set.
+    """
     if not reports:
         return
     stdout = sys.stdout  # what out.out().file is, without importing rich for json/csv/markdown
-    if fmt is Format.json:
-        docs = [r.document for r in reports]
-        payload = docs[0] if len(docs) == 1 else docs
-        stdout.write(safe_json(payload) + "\n")
-    elif fmt is Format.csv:
+    kind = fmt.value
+    if kind == "json":
+        docs = [r.envelope for r in reports]
+        stdout.write(safe_json(docs[0] if len(docs) == 1 else docs) + "\n")
+    elif kind == "csv":
         stdout.write(_csv(reports))
-    elif fmt is Format.markdown:
-        stdout.write("\n".join(_markdown(r) for r in reports))
+    elif kind == "markdown":
+        stdout.write("\n".join(markdown(r) for r in reports))
+    elif kind == "github":
+        stdout.write(_github(reports))
+    elif _plain_ok():
+        stdout.write("".join(plain_table(r) for r in reports))
     else:
         for r in reports:
-            _table(r)
+            _rich_table(r)
     stdout.flush()

@@ -1,13 +1,49 @@
-"""What each command shows: ModelInfo (and friends) turned into Reports for render.py."""
+"""What each command shows: ModelInfo (and friends) turned into Reports for render.py.
+
+Each report is one record list (the JSON rows) inside its JSON envelope, plus the columns that show
+those records as a table, CSV or Markdown. Nothing here formats text for one output format only.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from varctl.model import LIST_SCHEMA, ModelInfo, Variable
-from varctl.render import Column, Report, human_bytes
+from varctl.render import Annotation, Column, Kind, Report, human_bytes
+
+if TYPE_CHECKING:
+    from varctl.ci import CheckResult, DiffResult, VariableStats
+    from varctl.edit import Plan
 
 LAYERS_SCHEMA = "varctl.layers/1"
+PLAN_SCHEMA = "varctl.edit/1"
+CHECK_SCHEMA = "varctl.check/1"
+DIFF_SCHEMA = "varctl.diff/1"
+STATS_SCHEMA = "varctl.stats/1"
+
+__all__ = [
+    "CHECK_SCHEMA",
+    "DIFF_SCHEMA",
+    "LAYERS_SCHEMA",
+    "LIST_SCHEMA",
+    "PLAN_SCHEMA",
+    "STATS_SCHEMA",
+    "check_report",
+    "diff_report",
+    "error_report",
+    "layers_report",
+    "list_report",
+    "plan_report",
+    "stats_report",
+]
+
+
+def _tree(row: dict[str, Any]) -> str:
+    depth = row["depth"]
+    return ("  " * depth) + ("└ " if depth else "") + row["name"]
+
 
 LIST_COLUMNS = [
     Column("path", "path"),
@@ -15,21 +51,28 @@ LIST_COLUMNS = [
     Column("name", "name", in_table=False),
     Column("shape", "shape"),
     Column("dtype", "dtype"),
-    Column("params", "params", numeric=True),
-    Column("trainable", "trainable"),
-    Column("reason", "why not trainable"),
+    Column("params", "params", Kind.numeric),
+    Column("trainable", "trainable", Kind.flag),
+    Column("reason", "why not trainable", Kind.note),
 ]
 
 LAYER_COLUMNS = [
-    Column("tree", "layer", table_only=True),
+    Column("tree", "layer", getter=_tree, in_data=False),
     Column("path", "path", in_table=False),
     Column("name", "name", in_table=False),
     Column("class_name", "class"),
-    Column("variables", "vars", numeric=True),
-    Column("params", "params", numeric=True),
-    Column("trainable_params", "trainable params", numeric=True),
-    Column("state", "trainable"),
+    Column("variables", "vars", Kind.numeric),
+    Column("params", "params", Kind.numeric),
+    Column("trainable_params", "trainable params", Kind.numeric),
+    Column("state", "trainable", Kind.status),
     Column("depth", "depth", in_table=False),
+]
+
+PLAN_COLUMNS = [
+    Column("layer", "layer"),
+    Column("class_name", "class"),
+    Column("before", "trainable before", Kind.flag),
+    Column("after", "trainable after", Kind.flag),
 ]
 
 
@@ -49,114 +92,97 @@ def summary(totals: dict[str, int]) -> list[str]:
 
 
 def list_report(info: ModelInfo, variables: list[Variable]) -> Report:
-    rows = [v.to_dict() for v in variables]
-    totals = info.totals(variables)
     return Report(
         title=title(info),
         columns=LIST_COLUMNS,
-        rows=rows,
-        summary=summary(totals),
-        document=info.to_dict(variables),
+        envelope=info.to_dict(variables),
+        records_key="variables",
+        summary=summary(info.totals(variables)),
         csv_prefix={"model": info.source},
     )
 
 
+def _layer_state(inside: list[Variable], params: int, trainable_params: int) -> str | None:
+    """A layer's trainable state over its variables; None when it holds none (a dash in the table)."""
+    if not inside:
+        return None
+    if any(v.trainable is None for v in inside):
+        return "unknown"
+    if trainable_params == params and params:
+        return "trainable"
+    return "frozen" if trainable_params == 0 else "partial"
+
+
 def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
-    """One row per layer (nested layers indented as a tree), over the selected variables."""
+    """One row per layer (nested layers indented as a tree), over the selected variables.
+
+    With a selection narrower than the model, layers holding none of the selected variables are
+    left out; the layers that enclose a selected variable stay.
+    """
     selected = {v.path for v in variables}
-    rows = []
+    narrowed = len(selected) != len(info.variables)
+    inside: dict[str, list[Variable]] = defaultdict(list)  # layer path -> variables at or below it
+    for v in info.variables:
+        if v.path in selected:
+            parts = v.layer.split("/")
+            for i in range(1, len(parts) + 1):
+                inside["/".join(parts[:i])].append(v)
+    records = []
     for layer in info.layers:
-        inside = [
-            v
-            for v in info.variables
-            if v.path in selected and (v.layer == layer.path or v.layer.startswith(layer.path + "/"))
-        ]
-        if variables is not info.variables and not inside and len(selected) != len(info.variables):
+        held = inside.get(layer.path, [])
+        if narrowed and not held:
             continue
-        params = sum(v.params for v in inside)
-        tparams = sum(v.params for v in inside if v.trainable)
-        # None: the layer holds no variables (shown as a dash in the table)
-        state = (
-            None
-            if not inside
-            else "unknown"
-            if any(v.trainable is None for v in inside)
-            else "trainable"
-            if tparams == params and params
-            else "frozen"
-            if tparams == 0
-            else "partial"
-        )
-        rows.append(
+        params = sum(v.params for v in held)
+        tparams = sum(v.params for v in held if v.trainable)
+        records.append(
             {
-                "tree": ("  " * layer.depth) + ("└ " if layer.depth else "") + layer.name,
                 "path": layer.path,
                 "name": layer.name,
                 "class_name": layer.class_name,
                 "depth": layer.depth,
-                "variables": len(inside),
+                "variables": len(held),
                 "params": params,
                 "trainable_params": tparams,
-                "state": state,
+                "state": _layer_state(held, params, tparams),
                 "flag": layer.flag,
             }
         )
     totals = info.totals(variables)
-    doc = {
+    envelope = {
         "schema": LAYERS_SCHEMA,
         "model": info.source,
         "format": info.format,
         "keras_version": info.keras_version,
-        "layers": [{k: v for k, v in r.items() if k != "tree"} for r in rows],
+        "layers": records,
         "totals": totals,
         "warnings": list(info.warnings),
     }
     return Report(
         title=title(info),
         columns=LAYER_COLUMNS,
-        rows=rows,
+        envelope=envelope,
+        records_key="layers",
         summary=summary(totals),
-        document=doc,
         csv_prefix={"model": info.source},
     )
 
 
-__all__ = ["LIST_SCHEMA", "LAYERS_SCHEMA", "list_report", "layers_report"]
-
-
-PLAN_SCHEMA = "varctl.edit/1"
-
-PLAN_COLUMNS = [
-    Column("layer", "layer"),
-    Column("class_name", "class"),
-    Column("before", "before"),
-    Column("after", "after"),
-]
-
-
-def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Report:
-    """The layers whose flag changes (before -> after) and the trainable totals before -> after."""
-
-    def flag(v):
-        return "trainable" if v is None or v else "frozen"
-
-    rows = [
-        {"layer": c.layer, "class_name": c.class_name, "before": flag(c.before), "after": flag(c.after)}
-        for c in plan.changes
-    ]
+def plan_report(plan: Plan, *, action: str, output: str | None, dry_run: bool) -> Report:
+    """The layers whose flag changes (trainable before -> after) and the trainable totals before -> after."""
     tb, ta = plan.before.totals(), plan.after.totals()
     lines = [
         f"Trainable params: {tb['trainable']:,} -> {ta['trainable']:,} (of {tb['params']:,})",
         f"Trainable variables: {sum(1 for v in plan.before.variables if v.trainable)} -> "
         f"{sum(1 for v in plan.after.variables if v.trainable)}",
     ]
-    doc = {
+    envelope = {
         "schema": PLAN_SCHEMA,
         "model": plan.before.source,
         "action": action,
         "output": output,
         "dry_run": dry_run,
         "changes": [
+            # a flag absent from the config (None) is one Keras reads as trainable
             {"layer": c.layer, "class_name": c.class_name, "before": c.before is not False, "after": c.after}
             for c in plan.changes
         ],
@@ -164,35 +190,28 @@ def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Repo
         "optimizer_state": plan.optimizer,
         "notes": list(plan.notes),
     }
-    title = (
+    heading = (
         f"{action} {plan.before.source}"
         + (f" -> {output}" if output else "")
         + (" (dry run)" if dry_run else "")
     )
     return Report(
-        title=title,
+        title=heading,
         columns=PLAN_COLUMNS,
-        rows=rows,
+        envelope=envelope,
+        records_key="changes",
         summary=lines,
-        document=doc,
         csv_prefix={"model": plan.before.source},
     )
 
 
 # -- check / diff / stats (the CI toolkit) -----------------------------------------------------
 
-if TYPE_CHECKING:
-    from varctl.ci import CheckResult, DiffResult, VariableStats
-
-CHECK_SCHEMA = "varctl.check/1"
-DIFF_SCHEMA = "varctl.diff/1"
-STATS_SCHEMA = "varctl.stats/1"
-
 CHECK_COLUMNS = [
     Column("assertion", "assertion"),
     Column("argument", "argument"),
-    Column("ok", "ok", in_table=False),
-    Column("status", "status"),
+    Column("ok", "ok", Kind.flag, in_table=False),
+    Column("status", "status", Kind.status),
     Column("variable", "variable"),
     Column("detail", "detail"),
 ]
@@ -203,26 +222,52 @@ STATS_COLUMNS = [
     Column("name", "name", in_table=False),
     Column("shape", "shape"),
     Column("dtype", "dtype"),
-    Column("params", "params", numeric=True),
-    Column("trainable", "trainable", in_table=False),
-    Column("min", "min", numeric=True),
-    Column("max", "max", numeric=True),
-    Column("mean", "mean", numeric=True),
-    Column("std", "std", numeric=True),
-    Column("zero_fraction", "zeros", numeric=True),
-    Column("nan_count", "NaN", numeric=True),
-    Column("inf_count", "Inf", numeric=True),
+    Column("params", "params", Kind.numeric),
+    Column("trainable", "trainable", Kind.flag, in_table=False),
+    Column("min", "min", Kind.numeric),
+    Column("max", "max", Kind.numeric),
+    Column("mean", "mean", Kind.numeric),
+    Column("std", "std", Kind.numeric),
+    Column("zero_fraction", "zeros", Kind.numeric),
+    Column("nan_count", "NaN", Kind.numeric),
+    Column("inf_count", "Inf", Kind.numeric),
 ]
+
+
+def _describe(v: dict[str, Any] | None) -> str | None:
+    """A variable of a diff record in one cell: `(10, 64) float32 trainable`."""
+    if v is None:
+        return None
+    shape = v["shape"]
+    dims = "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+    state = {True: "trainable", False: "frozen"}.get(v["trainable"], "unknown")
+    return f"{dims} {v['dtype']} {state}"
+
+
+def _values(key: str) -> Column:
+    return Column(key, key, Kind.numeric, getter=lambda r: r["values"][key] if r["values"] else None)
+
 
 DIFF_COLUMNS = [
     Column("change", "change"),
     Column("path", "path"),
-    Column("fields", "what"),
-    Column("a", "A"),
-    Column("b", "B"),
-    Column("max_abs_diff", "max |A-B|", numeric=True),
-    Column("differing", "differing", numeric=True),
-    Column("elements", "elements", numeric=True, in_table=False),
+    Column("fields", "what", getter=lambda r: ", ".join(r["fields"]) or None),
+    Column("a", "A", getter=lambda r: _describe(r["a"])),
+    Column("b", "B", getter=lambda r: _describe(r["b"])),
+    Column(
+        "max_abs_diff",
+        "max |A-B|",
+        Kind.numeric,
+        getter=lambda r: r["values"] and r["values"]["max_abs_diff"],
+    ),
+    Column("differing", "differing", Kind.numeric, getter=lambda r: r["values"] and r["values"]["differing"]),
+    Column(
+        "elements",
+        "elements",
+        Kind.numeric,
+        getter=lambda r: r["values"] and r["values"]["elements"],
+        in_table=False,
+    ),
     Column("matched_by", "matched by", in_table=False),
 ]
 
@@ -234,66 +279,122 @@ def _model_head(info: ModelInfo) -> dict[str, Any]:
 def error_report(schema: str, source: str, message: str) -> Report:
     """A model that could not be read, for the JSON array of a many-model command (the other
     formats leave it out: the error is on stderr)."""
-    doc = {"schema": schema, "model": source, "format": None, "keras_version": None, "error": message}
-    return Report(title=source, columns=[], rows=[], document=doc, csv_prefix={"model": source})
+    envelope = {"schema": schema, "model": source, "format": None, "keras_version": None, "error": message}
+    command = schema.removeprefix("varctl.").split("/")[0]
+    return Report(
+        title=source,
+        columns=[],
+        envelope=envelope,
+        csv_prefix={"model": source},
+        annotations=[Annotation("error", f"varctl {command} cannot read", message, source)],
+    )
 
 
-def check_report(result: CheckResult, *, failures_only: bool) -> Report:
-    """One row per failing variable (and per passing assertion unless `failures_only`)."""
-    rows = []
-    for o in result.outcomes:
-        base = {"assertion": o.assertion, "argument": o.argument, "ok": o.ok}
-        if o.ok:
+def _check_rows(failures_only: bool) -> Any:
+    """An assertion record -> its table rows: one per failing variable, else one for the assertion."""
+
+    def rows(a: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if a["ok"]:
             if not failures_only:
-                rows.append({**base, "status": "pass", "variable": None, "detail": o.message})
-            continue
-        if o.offenders and o.assertion not in ("max_trainable_params", "min_trainable_params"):
-            for off in o.offenders:
-                rows.append({**base, "status": "FAIL", "variable": off.path, "detail": off.detail})
+                yield {**a, "status": "pass", "variable": None, "detail": a["message"]}
+            return
+        if a["variables"] and a["assertion"] not in ("max_trainable_params", "min_trainable_params"):
+            for off in a["variables"]:
+                yield {**a, "status": "FAIL", "variable": off["path"], "detail": off["detail"]}
         else:  # a count, or nothing to point at: one row (the variables are in the JSON)
-            detail = o.message + (f"; hint: {o.hint}" if o.hint else "")
-            rows.append({**base, "status": "FAIL", "variable": None, "detail": detail})
+            detail = a["message"] + (f"; hint: {a['hint']}" if a["hint"] else "")
+            yield {**a, "status": "FAIL", "variable": None, "detail": detail}
+
+    return rows
+
+
+def check_verdict(result: CheckResult) -> str:
     failed = sum(1 for o in result.outcomes if not o.ok)
+    if not result.outcomes:
+        return "readable (no assertions given)"
+    if failed:
+        return f"{failed} of {len(result.outcomes)} assertions failed"
+    return (
+        "the assertion holds" if len(result.outcomes) == 1 else f"all {len(result.outcomes)} assertions hold"
+    )
+
+
+def check_report(result: CheckResult, *, failures_only: bool, brief: bool = False) -> Report:
+    """One row per failing variable (and per passing assertion unless `failures_only`).
+
+    `brief`: the table is one line naming the model and its verdict (a model that passes in CI).
+    """
     info = result.info
-    doc = {
+    envelope = {
         "schema": CHECK_SCHEMA,
         **_model_head(info),
         "error": None,
         "ok": result.ok,
-        "failed": failed,
+        "failed": sum(1 for o in result.outcomes if not o.ok),
         "assertions": [o.to_dict() for o in result.outcomes],
         "warnings": list(info.warnings),
     }
-    if not result.outcomes:
-        verdict = "readable (no assertions given)"
-    elif failed:
-        verdict = f"{failed} of {len(result.outcomes)} assertions failed"
-    else:
-        verdict = f"all {len(result.outcomes)} assertions hold"
+    annotations = _check_annotations(result)
+    if brief:
+        line = f"{'pass' if result.ok else 'FAIL'} {info.source}: {check_verdict(result)}"
+        return Report(
+            title=line,
+            columns=[],
+            envelope=envelope,
+            csv_prefix={"model": info.source},
+            annotations=annotations,
+        )
     return Report(
         title=f"check {title(info)}",
         columns=CHECK_COLUMNS,
-        rows=rows,
-        summary=[verdict],
-        document=doc,
+        envelope=envelope,
+        records_key="assertions",
+        summary=[check_verdict(result)],
         csv_prefix={"model": info.source},
+        rows=_check_rows(failures_only),
+        annotations=annotations,
     )
 
 
+# An annotation names at most this many variables (GitHub shows the first lines of a message).
+_ANNOTATION_NAMES = 10
+
+
+def _names(paths: list[str]) -> str:
+    shown = ", ".join(paths[:_ANNOTATION_NAMES])
+    more = len(paths) - _ANNOTATION_NAMES
+    return shown + (f" and {more:,} more" if more > 0 else "")
+
+
+def _check_annotations(result: CheckResult) -> list[Annotation]:
+    """One error per failing assertion (naming its variables), or one notice for a passing model."""
+    source = result.info.source
+    if result.ok:
+        return [Annotation("notice", "varctl check", f"{source}: {check_verdict(result)}", source)]
+    found = []
+    for o in result.outcomes:
+        if o.ok:
+            continue
+        message = o.message
+        if o.offenders and o.assertion not in ("max_trainable_params", "min_trainable_params"):
+            message += ": " + _names([off.path for off in o.offenders])
+        if o.hint:
+            message += f" (hint: {o.hint})"
+        argument = "" if o.argument is None else f" {o.argument}"
+        found.append(Annotation("error", f"varctl check {o.assertion}{argument}", message, source))
+    return found
+
+
 def stats_report(info: ModelInfo, stats: list[VariableStats]) -> Report:
-    rows = [
-        {
-            **{k: v for k, v in s.variable.to_dict().items() if k != "reason"},
-            **s.values,
-        }
-        for s in stats
+    records = [
+        {**{k: v for k, v in s.variable.to_dict().items() if k != "reason"}, **s.values} for s in stats
     ]
     variables = [s.variable for s in stats]
-    doc = {
+    envelope = {
         "schema": STATS_SCHEMA,
         **_model_head(info),
         "error": None,
-        "variables": rows,
+        "variables": records,
         "totals": info.totals(variables),
         "warnings": list(info.warnings),
     }
@@ -307,19 +408,11 @@ def stats_report(info: ModelInfo, stats: list[VariableStats]) -> Report:
     return Report(
         title=f"stats {title(info)}",
         columns=STATS_COLUMNS,
-        rows=rows,
+        envelope=envelope,
+        records_key="variables",
         summary=lines,
-        document=doc,
         csv_prefix={"model": info.source},
     )
-
-
-def _describe(v: Variable | None) -> str | None:
-    if v is None:
-        return None
-    shape = "(" + ", ".join(str(d) for d in v.shape) + (",)" if len(v.shape) == 1 else ")")
-    state = "trainable" if v.trainable else "frozen" if v.trainable is False else "unknown"
-    return f"{shape} {v.dtype} {state}"
 
 
 def _var_dict(v: Variable | None) -> dict[str, Any] | None:
@@ -330,43 +423,27 @@ def _var_dict(v: Variable | None) -> dict[str, Any] | None:
 
 def diff_report(result: DiffResult) -> Report:
     """The variables that differ between A and B; unchanged ones are only counted."""
-    rows = []
-    changes = []
-    for c in result.changes:
-        vd = c.values.to_dict() if c.values is not None else None
-        rows.append(
-            {
-                "change": c.kind,
-                "path": c.path,
-                "fields": ", ".join(c.fields) if c.fields else None,
-                "a": _describe(c.a),
-                "b": _describe(c.b),
-                "max_abs_diff": vd["max_abs_diff"] if vd else None,
-                "differing": vd["differing"] if vd else None,
-                "elements": vd["elements"] if vd else None,
-                "matched_by": c.matched_by,
-            }
-        )
-        changes.append(
-            {
-                "path": c.path,
-                "change": c.kind,
-                "fields": list(c.fields),
-                "a": _var_dict(c.a),
-                "b": _var_dict(c.b),
-                "values": vd,
-                "matched_by": c.matched_by,
-            }
-        )
+    records = [
+        {
+            "path": c.path,
+            "change": c.kind,
+            "fields": list(c.fields),
+            "a": _var_dict(c.a),
+            "b": _var_dict(c.b),
+            "values": c.values.to_dict() if c.values is not None else None,
+            "matched_by": c.matched_by,
+        }
+        for c in result.changes
+    ]
     counts = result.counts()
-    doc = {
+    envelope = {
         "schema": DIFF_SCHEMA,
         "a": _model_head(result.a),
         "b": _model_head(result.b),
         "values_compared": result.values_compared,
         "identical": result.identical,
         "summary": counts,
-        "changes": changes,
+        "changes": records,
     }
     line = ", ".join(f"{k} {n:,}" for k, n in counts.items()) + (
         " (values compared)" if result.values_compared else " (values not compared: add --values)"
@@ -374,8 +451,27 @@ def diff_report(result: DiffResult) -> Report:
     return Report(
         title=f"diff {result.a.source} ({result.a.format}) -> {result.b.source} ({result.b.format})",
         columns=DIFF_COLUMNS,
-        rows=rows,
+        envelope=envelope,
+        records_key="changes",
         summary=[line],
-        document=doc,
         csv_prefix={"a": result.a.source, "b": result.b.source},
+        annotations=_diff_annotations(result, records),
     )
+
+
+def _diff_annotations(result: DiffResult, records: list[dict[str, Any]]) -> list[Annotation]:
+    """One error per variable that differs (on B, the newer file), or a notice that none does."""
+    a, b = result.a.source, result.b.source
+    if not records:
+        compared = "values compared" if result.values_compared else "values not compared"
+        return [Annotation("notice", "varctl diff", f"{a} and {b}: no differences ({compared})", b)]
+    found = []
+    for r in records:
+        what = f" ({', '.join(r['fields'])})" if r["fields"] else ""
+        message = f"{r['path']}: {_describe(r['a']) or 'absent'} -> {_describe(r['b']) or 'absent'}"
+        if r["values"] and r["values"]["differing"]:
+            message += (
+                f"; {r['values']['differing']:,} values differ (max |A-B| {r['values']['max_abs_diff']})"
+            )
+        found.append(Annotation("error", f"varctl diff {r['change']}{what}", message, b))
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from varctl import out
-from varctl.cli import (
+from varctl.commands._options import (
     AllOpt,
     DryRunOpt,
     EditPatternOpt,
@@ -20,7 +20,6 @@ from varctl.cli import (
     UptoOpt,
     VerifyOpt,
     WithinOpt,
-    app,
     handle_errors,
     open_or_fail,
 )
@@ -96,7 +95,6 @@ def _edit(
         out.message("info", line)
 
 
-@app.command("freeze")
 @handle_errors
 def freeze(
     model: ModelArg,
@@ -134,7 +132,6 @@ def freeze(
     )
 
 
-@app.command("unfreeze")
 @handle_errors
 def unfreeze(
     model: ModelArg,

@@ -7,16 +7,16 @@ from typing import Annotated
 
 import typer
 
-from varctl.cli import (
+from varctl.commands._options import (
     CustomObjectsOpt,
     LoadOpt,
     PathsArg,
     PatternOpt,
     RegexOpt,
     UnsafeOpt,
-    app,
     handle_errors,
     load_options,
+    run_each,
 )
 from varctl.render import Format
 
@@ -29,7 +29,6 @@ class ListFormat(str, Enum):  # Format plus `html`, which only `list` writes
     html = "html"
 
 
-@app.command("list")
 @handle_errors
 def list_(
     models: PathsArg,
@@ -53,7 +52,6 @@ def list_(
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
-    from varctl.commands import run_each
     from varctl.select import Selector, filter_trainable
 
     selector = Selector(tuple(pattern or ()), regex)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from varctl import out
-from varctl.cli import PathsArg, app, handle_errors
+from varctl.commands._options import PathsArg, handle_errors
 
 if TYPE_CHECKING:
     from varctl.model import ModelInfo
@@ -28,7 +28,7 @@ def html_pages(
     Returns:
         (the page, or None when no model could be read; the exit code).
     """
-    from varctl.commands import run_each
+    from varctl.commands._options import run_each
     from varctl.html import page, restrict
     from varctl.model import LIST_SCHEMA
     from varctl.render import Format
@@ -139,7 +139,6 @@ def open_in_browser(path: str) -> str | None:
     return None if opened else "no browser found"
 
 
-@app.command("view")
 @handle_errors
 def view(
     models: PathsArg,

@@ -7,10 +7,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from varctl import out
-from varctl.cli import FormatOpt, PathsArg, PatternOpt, RegexOpt, app, handle_errors, open_or_fail
-from varctl.commands import run_each
+from varctl.commands._options import (
+    CIFormatOpt,
+    FormatOpt,
+    PathsArg,
+    PatternOpt,
+    RegexOpt,
+    handle_errors,
+    open_or_fail,
+    run_each,
+)
 from varctl.errors import EXIT_FOUND
-from varctl.render import Format, Report
+from varctl.render import CIFormat, Format, Report
 
 if TYPE_CHECKING:
     from varctl.model import ModelInfo
@@ -79,7 +87,6 @@ AtolOpt = Annotated[
 SideArg = Annotated[str, typer.Argument(help="A model file (.keras or legacy .h5).", show_default=False)]
 
 
-@app.command("check")
 @handle_errors
 def check(
     models: PathsArg,
@@ -93,34 +100,47 @@ def check(
     pattern: PatternOpt = None,
     regex: RegexOpt = False,
     verbose: VerboseOpt = False,
-    fmt: FormatOpt = Format.table,
+    fmt: CIFormatOpt = CIFormat.table,
 ) -> None:
-    """Assert trainable state, parameter budgets, finite values and no code in the config; exit 1 if any fails, quiet if all hold.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite --no-lambda"""
+    """Assert trainable state, parameter budgets, finite values and no code in the config; exit 1 if any fails. Each model is named with its result: a line if it passes, the failures if not, then a count.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite --no-lambda"""
     from varctl import ci, views
+    from varctl.render import append_step_summary
 
     assertions = ci.Assertions(
         tuple(frozen or ()), tuple(trainable or ()), max_trainable_params, min_trainable_params, finite,
         tuple(pattern or ()), regex, no_lambda, only_keras_layers,
     )  # fmt: skip
-    quiet = fmt is Format.table and not verbose
+    table = fmt is CIFormat.table
 
     def work(info: ModelInfo) -> tuple[Report | None, int]:
         with out.progress(ci.bytes_to_read(info, assertions), f"check {info.source}") as advance:
             result = ci.check(info, assertions, advance)
-        code = 0 if result.ok else EXIT_FOUND
-        return (None if quiet and result.ok else views.check_report(result, failures_only=quiet)), code
+        brief = result.ok and not verbose and fmt in (CIFormat.table, CIFormat.github)
+        report = views.check_report(result, failures_only=table and not verbose, brief=brief)
+        return report, 0 if result.ok else EXIT_FOUND
 
-    run_each(models, fmt, views.CHECK_SCHEMA, work, warnings=verbose)
+    def count(outcomes: list[tuple[str, int]]) -> None:
+        if fmt not in (CIFormat.table, CIFormat.github):
+            return
+        passed = sum(1 for _, code in outcomes if code == 0)
+        failed = sum(1 for _, code in outcomes if code == EXIT_FOUND)
+        unreadable = len(outcomes) - passed - failed
+        line = f"{len(outcomes)} model{'s' if len(outcomes) != 1 else ''} checked: {passed} passed, {failed} failed"
+        line += f", {unreadable} unreadable" if unreadable else ""
+        print(out.clean(line), flush=True)
+        if fmt is CIFormat.github:
+            append_step_summary(f"\n**{line}**\n")
+
+    run_each(models, fmt, views.CHECK_SCHEMA, work, warnings=verbose, after=count)
 
 
-@app.command("diff")
 @handle_errors
 def diff(
     a: SideArg,
     b: SideArg,
     values: ValuesOpt = False,
     atol: AtolOpt = 0.0,
-    fmt: FormatOpt = Format.table,
+    fmt: CIFormatOpt = CIFormat.table,
 ) -> None:
     """Show variables added, removed or changed (shape, dtype, trainable, values) from A to B; exit 1 if any.  Example: varctl diff old.keras new.h5 --values"""
     from varctl import ci, views
@@ -129,7 +149,7 @@ def diff(
     info_a, info_b = open_or_fail(a), open_or_fail(b)
     with out.progress(ci.diff_bytes(info_a, info_b) if values else 0, "comparing values") as advance:
         result = ci.diff(info_a, info_b, values=values, atol=atol, progress=advance)
-    if result.identical and fmt is Format.table:
+    if result.identical and fmt is CIFormat.table:
         compared = "values compared" if values else "values not compared: add --values"
         out.message("info", f"{a} and {b}: no differences in {len(result.entries):,} variables ({compared})")
     else:
@@ -138,7 +158,6 @@ def diff(
         raise typer.Exit(EXIT_FOUND)
 
 
-@app.command("stats")
 @handle_errors
 def stats(
     models: PathsArg,
