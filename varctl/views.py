@@ -45,7 +45,19 @@ def summary(totals: dict[str, int]) -> list[str]:
         f"Total params: {params:,} ({human_bytes(totals['bytes'])})",
         f"Trainable params: {trainable:,} ({pct})",
         f"Non-trainable params: {totals['non_trainable']:,}",
+        *(
+            [f"Logical weights: {totals['logical_params']:,} (int4 packs two per stored byte; params counts stored elements)"]
+            if "logical_params" in totals
+            else []
+        ),
     ]
+
+
+def _with_quantization(columns: list[Column], rows: list[dict[str, Any]]) -> list[Column]:
+    """A `quantization` column, only for models with quantized or LoRA layers."""
+    if any(r.get("quantization") for r in rows):
+        return [*columns, Column("quantization", "quantization")]
+    return columns
 
 
 def list_report(info: ModelInfo, variables: list[Variable]) -> Report:
@@ -53,7 +65,7 @@ def list_report(info: ModelInfo, variables: list[Variable]) -> Report:
     totals = info.totals(variables)
     return Report(
         title=title(info),
-        columns=LIST_COLUMNS,
+        columns=_with_quantization(LIST_COLUMNS, rows),
         rows=rows,
         summary=summary(totals),
         document=info.to_dict(variables),
@@ -99,6 +111,7 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
                 "trainable_params": tparams,
                 "state": state,
                 "flag": layer.flag,
+                **({"quantization": layer.quantization} if layer.quantization else {}),
             }
         )
     totals = info.totals(variables)
@@ -113,7 +126,7 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
     }
     return Report(
         title=title(info),
-        columns=LAYER_COLUMNS,
+        columns=_with_quantization(LAYER_COLUMNS, rows),
         rows=rows,
         summary=summary(totals),
         document=doc,
