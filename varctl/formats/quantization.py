@@ -38,6 +38,7 @@ class Made:
     nature: str | None = None  # why it is never trainable
     stored: bool = True  # saved in the weights file (LoRA adapters are not)
     packed: bool = False  # int4: two logical weights per stored int8
+    dtype: str = "float32"  # for variables not in the file
 
     @property
     def own_flag(self) -> bool:
@@ -167,12 +168,14 @@ def _made(cls: str, mode: str | None, config: Config, lora: int | None) -> tuple
         made += [
             Made("quantized_kernel", "kernel", False, nature=nat, packed=True),
             Made("kernel_scale", "kernel_scale", False, nature=nat),
-            Made("kernel_zero", zero, False, nature=nat),
+            # Keras 3.15 saves no zero point for gptq/awq (_get_kernel_with_merged_lora returns
+            # None for it) yet builds one and expects it on load: the file does not load.
+            Made("kernel_zero", zero, False, nature=nat, stored=False, dtype="uint8"),
         ]
         if mode == "awq":
             made.append(Made("awq_scales", "awq_scales", False, nature=nat))
         made.append(Made("g_idx", "g_idx", False, nature=nat))
-        save = ["bias", *(m.key for m in made)]
+        save = ["bias", *(m.key for m in made if m.stored)]
     if mode not in ("int8", "int4", "gptq", "awq"):
         made.append(Made("kernel", "kernel", True))
     if bias:
@@ -216,9 +219,13 @@ def spec_for(class_name: str, config: Config) -> QuantSpec | None:
 # -- after the tree is resolved ----------------------------------------------------------------
 
 
-def _lora_shape(
+def _made_shape(
     node: Node, spec: QuantSpec, made: Made, found: dict[str, Variable]
 ) -> tuple[int, ...] | None:
+    """The shape of a variable Keras creates on load (not in the file)."""
+    if made.key == "kernel_zero":  # gptq/awq: like kernel_scale, (units, groups)
+        scale = found.get("kernel_scale")
+        return scale.shape if scale is not None else None
     rank = spec.lora_rank or 0
     cfg = node.config
     a = made.key.endswith("_a")
@@ -268,6 +275,7 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
     by_path = {v.path: v for v in order}
     labels: dict[str, str] = {}
     dead: list[str] = []
+    unloadable: list[str] = []
     for node in quant:
         spec = node.spec
         assert isinstance(spec, QuantSpec)
@@ -282,17 +290,20 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
             v = keyed.get(m.key) if m.stored else None
             if m.stored and v is None:
                 break
-            if v is None:  # a LoRA adapter, created (as zeros) by Keras when it loads the file
-                shape = _lora_shape(node, spec, m, found)
+            if v is None:  # a LoRA adapter (zeros) or gptq/awq zero point, made by Keras on load
+                shape = _made_shape(node, spec, m, found)
                 if shape is None:
                     break
-                cause, detail = tree._effective(node, _PROBE)
+                probe = (
+                    dataclasses.replace(_PROBE, cause=Cause.NATURE, detail=m.nature) if m.nature else _PROBE
+                )
+                cause, detail = tree._effective(node, probe)
                 v = Variable(
                     path=f"{node.path}/{m.name}" if node.path else m.name,
                     layer=node.path,
                     name=m.name,
                     shape=shape,
-                    dtype="float32",
+                    dtype=m.dtype,
                     cause=cause,
                     detail=detail,
                     storage="",  # not in the file
@@ -309,6 +320,8 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
             order[slots[0]] = new  # type: ignore[call-overload]
             if spec.lora_rank and any(v.trainable for v in new if v.storage == ""):
                 dead.append(node.path)
+            if spec.mode in ("gptq", "awq"):
+                unloadable.append(node.path)
     flat: list[Variable] = []
     for item in order:
         if isinstance(item, list):
@@ -322,6 +335,13 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
     warnings = list(info.warnings)
     if dead:
         warnings.append(lora_warning(dead))
+    if unloadable:
+        warnings.append(
+            f"gptq/awq layers {_names(unloadable)} were saved without their zero point "
+            "(`kernel_zero`): Keras 3.15 writes them that way and then refuses to load the file "
+            '("expected N variables, but received N-1"); the list shows what Keras builds for them, '
+            "with `kernel_zero` not in the file"
+        )
     return dataclasses.replace(info, variables=tuple(flat), layers=layers, warnings=tuple(warnings))
 
 
@@ -329,17 +349,21 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
 _PROBE = Variable("", "", "", (), "float32", Cause.TRAINABLE, None, "")
 
 
-def lora_warning(layers: list[str]) -> str:
-    names = ", ".join(f"`{p}`" for p in layers[:5]) + (
+def _names(layers: list[str]) -> str:
+    return ", ".join(f"`{p}`" for p in layers[:5]) + (
         f" and {len(layers) - 5} more" if len(layers) > 5 else ""
     )
+
+
+def lora_warning(layers: list[str]) -> str:
+    """The warning for LoRA layers whose adapters Keras re-creates as zeros (and so never trains)."""
     return (
-        f"LoRA adapters of {names} come back as zeros: the file keeps `lora_rank` but not the "
+        f"LoRA adapters of {_names(layers)} come back as zeros: the file keeps `lora_rank` but not the "
         "adapters (Keras merged them into the kernel when saving), so loading freezes the kernel "
         "and creates both factors as zeros; with both zero neither gets a gradient and fit() never "
         "changes them (the exception: a file saved with optimizer state and resumed without "
         "recompiling, where the restored momentum moves them). To fine-tune, re-initialise "
-        "`lora_kernel_a` after loading (e.g. layer.lora_kernel_a.assign(keras.initializers."
-        "HeUniform()(layer.lora_kernel_a.shape))), or save without LoRA and call enable_lora(rank) "
+        "the `_a` factor after loading (e.g. layer.lora_kernel_a.assign(keras.initializers."
+        "HeUniform()(layer.lora_kernel_a.shape)); `lora_embeddings_a` for an Embedding), or save without LoRA and call enable_lora(rank) "
         "after loading, or keep the adapters with keras-hub's save_lora_weights/load_lora_weights"
     )
