@@ -273,6 +273,9 @@ def _check_result(
         return any(v.layer == r or v.layer.startswith(r + "/") for r in roots)
 
     if trainable:
+        from varctl.formats import quantization
+
+        quantization.check_unfreeze(after, roots)  # nothing trainable at all: refused
         return  # never-trainable variables (moving statistics) stay frozen by nature
     stuck = [v for v in after.variables if in_selection(v) and v.trainable]
     if stuck:

@@ -367,3 +367,23 @@ def lora_warning(layers: list[str]) -> str:
         "HeUniform()(layer.lora_kernel_a.shape)); `lora_embeddings_a` for an Embedding), or save without LoRA and call enable_lora(rank) "
         "after loading, or keep the adapters with keras-hub's save_lora_weights/load_lora_weights"
     )
+
+
+def check_unfreeze(after: ModelInfo, roots: list[str]) -> None:
+    """Refuse an unfreeze of which Keras can train nothing because every selected variable is a
+    quantized weight (created non-trainable: no flag in the file can change that)."""
+    from varctl.errors import UsageError
+
+    inside = [v for v in after.variables if any(v.layer == r or v.layer.startswith(r + "/") for r in roots)]
+    if not inside or any(v.trainable for v in inside):
+        return
+    if not all(v.quantization and v.cause is Cause.NATURE for v in inside):
+        return
+    layers = list(dict.fromkeys(v.layer for v in inside))
+    modes = ", ".join(sorted({str(v.quantization) for v in inside}))
+    raise UsageError(
+        f"cannot unfreeze {_names(layers)}: all their variables are quantized ({modes}) and created "
+        "non-trainable, so Keras trains none of them whatever the layer's flag",
+        hint="fine-tune the float model and quantize afterwards, or enable LoRA on the layer "
+        "after loading (layer.enable_lora(rank))",
+    )

@@ -1,0 +1,282 @@
+"""Quantized (int8, int4, float8, gptq, awq) and LoRA layers: varctl lists and edits them exactly as
+Keras 3.15 holds them after loading the file (Keras itself is the oracle, on files it wrote)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from varctl.cli import app
+
+keras_oracle = pytest.importorskip("tests.keras_oracle")
+import keras  # noqa: E402
+
+ENV = {"NO_COLOR": "1", "COLUMNS": "200", "FORCE_COLOR": None}
+
+
+def run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args], env=ENV)
+    return result
+
+
+def listed(path, *extra):
+    result = run("list", "-f", "json", *extra, path)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _functional(name="m"):
+    inp = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="emb")(inp)
+    x = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 10), bias_axes="d", name="ein")(x)
+    x = keras.layers.LayerNormalization(name="ln")(x)
+    x = keras.layers.Dense(7, name="fc")(x)
+    x = keras.layers.Dense(5, use_bias=False, name="fc2")(x)
+    return keras.Model(inp, x, name=name)
+
+
+def _sequential(name="s"):
+    return keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(20, 8, name="emb"),
+            keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 10), bias_axes="d", name="ein"),
+            keras.layers.Dense(7, name="fc"),
+            keras.layers.Dense(5, use_bias=False, name="fc2"),
+        ],
+        name=name,
+    )
+
+
+def _quantize(mode):
+    def change(model):
+        if mode == "int4-per-channel":
+            model.quantize("int4", config=keras.quantizers.Int4QuantizationConfig(block_size=-1))
+        else:
+            model.quantize(mode)
+
+    return change
+
+
+def _lora(*names, rank=2):
+    def change(model):
+        for n in names:
+            model.get_layer(n).enable_lora(rank)
+
+    return change
+
+
+def _int8_lora(model):
+    model.quantize("int8")
+    model.get_layer("fc").enable_lora(3)
+
+
+def _lora_one_frozen(model):
+    _lora("emb", "ein", "fc")(model)
+    model.get_layer("ein").trainable = False
+
+
+def _plain(model):
+    pass
+
+
+# name -> (builder, change, LoRA layers whose adapters come back as zeros and would be trained)
+CASES = {
+    "func_int8": (_functional, _quantize("int8"), []),
+    "seq_int8": (_sequential, _quantize("int8"), []),
+    "func_int4": (_functional, _quantize("int4"), []),
+    "seq_int4": (_sequential, _quantize("int4"), []),
+    "func_int4_pc": (_functional, _quantize("int4-per-channel"), []),
+    "func_float8": (_functional, _quantize("float8"), []),
+    "seq_float8": (_sequential, _quantize("float8"), []),
+    "func_lora": (_functional, _lora("emb", "ein", "fc"), ["emb", "ein", "fc"]),
+    "seq_lora": (_sequential, _lora("fc", rank=3), ["fc"]),
+    "func_int8_lora": (_functional, _int8_lora, ["fc"]),
+    "func_lora_frozen": (_functional, _lora_one_frozen, ["emb", "fc"]),
+    "func_plain": (_functional, _plain, []),
+}
+
+
+@pytest.fixture(scope="session")
+def qdir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quant")
+    keras.utils.set_random_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, (build, change, _dead) in CASES.items():
+            model = build()
+            change(model)
+            model.save(out / f"{name}.keras")
+    return out
+
+
+def keras_rows(path):
+    """(path, shape, dtype, trainable) of every variable, in `model.weights` order, after loading."""
+    model = keras_oracle.load(str(path), compile=False)
+    names = keras_oracle.hierarchical_paths(model)
+    trainable = {id(v) for v in model.trainable_variables}
+    assert [id(v) for v in model.weights] == [id(w) for w in model.weights]
+    return [
+        (names[id(v)], tuple(int(d) for d in v.shape), str(v.dtype), id(v) in trainable)
+        for v in model.weights
+    ]
+
+
+def varctl_rows(doc):
+    return [(v["path"], tuple(v["shape"]), v["dtype"], v["trainable"]) for v in doc["variables"]]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_list_equals_keras_loaded_model(qdir, name):
+    path = qdir / f"{name}.keras"
+    doc = listed(path)
+    assert varctl_rows(doc) == keras_rows(path)
+    assert not [w for w in doc["warnings"] if "not known to varctl" in w or "do not belong" in w]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_dead_adapter_warning_exactly_when_it_applies(qdir, name):
+    doc = listed(qdir / f"{name}.keras")
+    lora = [w for w in doc["warnings"] if "LoRA adapters" in w]
+    dead = CASES[name][2]
+    if not dead:
+        assert lora == []
+        return
+    assert len(lora) == 1
+    named = sorted(
+        p.strip("`") for p in lora[0].split("LoRA adapters of ")[1].split(" come back")[0].split(", ")
+    )
+    assert named == sorted(dead)
+    assert "optimizer state" in lora[0] and "save_lora_weights" in lora[0]
+
+
+def test_the_mode_is_shown_per_layer_and_per_variable(qdir):
+    doc = listed(qdir / "func_int8_lora.keras", "--by-layer")
+    modes = {layer["path"]: layer.get("quantization") for layer in doc["layers"]}
+    assert modes["fc"] == "int8+lora"
+    assert modes["emb"] == modes["ein"] == modes["fc2"] == "int8"
+    assert modes["ln"] is None
+    variables = listed(qdir / "func_int8_lora.keras")["variables"]
+    assert {v["quantization"] for v in variables if v["layer"] == "fc"} == {"int8+lora"}
+    assert all("quantization" not in v for v in variables if v["layer"] == "ln")
+    plain = listed(qdir / "func_plain.keras", "--by-layer")
+    assert all("quantization" not in layer for layer in plain["layers"])
+    table = run("list", "--by-layer", qdir / "func_int8_lora.keras").stdout
+    assert "int8+lora" in table
+    assert "quantization" not in run("list", qdir / "func_plain.keras").stdout
+
+
+def test_int4_totals_count_logical_weights_beside_stored_elements(qdir):
+    path = qdir / "func_int4.keras"
+    doc = listed(path)
+    model = keras_oracle.load(str(path), compile=False)
+    logical = 0
+    for layer in model.layers:
+        if layer.name in ("ein", "fc", "fc2"):
+            logical += int(np.prod(layer.kernel.shape))  # Keras unpacks the kernel for us
+            assert doc_var(doc, f"{layer.name}/kernel")["logical_params"] == int(np.prod(layer.kernel.shape))
+        if layer.name == "emb":
+            logical += int(np.prod(layer.embeddings.shape))
+    others = sum(v["params"] for v in doc["variables"] if "logical_params" not in v)
+    assert doc["totals"]["logical_params"] == logical + others
+    assert doc["totals"]["bytes"] == sum(
+        int(np.prod(v.shape)) * v.dtype_size for v in [_Sized(w) for w in model.weights]
+    )
+    assert "Logical weights:" in run("list", path).stdout
+    assert "logical_params" not in listed(qdir / "func_int8.keras")["totals"]
+
+
+class _Sized:
+    def __init__(self, v):
+        self.shape = tuple(v.shape)
+        self.dtype_size = np.dtype(str(v.dtype)).itemsize
+
+
+def doc_var(doc, path):
+    return next(v for v in doc["variables"] if v["path"] == path)
+
+
+def test_lora_adapters_come_back_as_zeros_and_never_train(qdir):
+    """The fact behind the warning: load, compile, fit one step: the adapters stay exactly zero."""
+    model = keras_oracle.load(str(qdir / "func_lora.keras"), compile=False)
+    fc = model.get_layer("fc")
+    assert not np.any(fc.lora_kernel_a.numpy()) and not np.any(fc.lora_kernel_b.numpy())
+    before = model.get_layer("fc2").kernel.numpy().copy()
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.randint(0, 20, size=(8, 6)).astype("int32")
+    y = np.random.rand(8, 6, 5).astype("float32")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for name in ("ein", "fc"):
+        layer = model.get_layer(name)
+        assert not np.any(layer.lora_kernel_a.numpy()) and not np.any(layer.lora_kernel_b.numpy())
+    emb = model.get_layer("emb")
+    assert not np.any(emb.lora_embeddings_a.numpy()) and not np.any(emb.lora_embeddings_b.numpy())
+    assert np.any(model.get_layer("fc2").kernel.numpy() != before)  # training did happen
+
+
+def test_restored_optimizer_state_is_the_exception(tmp_path):
+    """Saved with optimizer state and resumed without recompiling: momentum moves the adapters."""
+    keras.utils.set_random_seed(1)
+    model = _functional()
+    model.get_layer("fc").enable_lora(2)
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.randint(0, 20, size=(8, 6)).astype("int32")
+    y = np.random.rand(8, 6, 5).astype("float32")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "trained.keras")
+    resumed = keras_oracle.load(str(tmp_path / "trained.keras"))  # compiled, optimizer restored
+    fc = resumed.get_layer("fc")
+    assert not np.any(fc.lora_kernel_a.numpy())
+    resumed.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.any(fc.lora_kernel_a.numpy()) and np.any(fc.lora_kernel_b.numpy())
+
+
+def keras_trainable(path):
+    model = keras_oracle.load(str(path), compile=False)
+    names = keras_oracle.hierarchical_paths(model)
+    return sorted(names[id(v)] for v in model.trainable_variables)
+
+
+EDITS = [
+    ("func_int8", "freeze", ["-p", "fc"]),
+    ("func_int8", "freeze", ["--all"]),
+    ("seq_int4", "freeze", ["-p", "e*"]),
+    ("func_float8", "freeze", ["-p", "ein"]),
+    ("func_lora", "freeze", ["-p", "ein"]),
+    ("func_lora", "freeze", ["--all"]),
+    ("func_lora_frozen", "unfreeze", ["-p", "ein"]),
+    ("func_int8_lora", "freeze", ["-p", "fc"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "action", "args"), EDITS, ids=[f"{n}-{a}-{'_'.join(x)}" for n, a, x in EDITS]
+)
+def test_edit_predictions_equal_what_keras_loads(qdir, tmp_path, name, action, args):
+    src = qdir / f"{name}.keras"
+    out = tmp_path / "out.keras"
+    result = run(action, src, *args, "-o", out, "-f", "json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    after = listed(out)
+    trained = keras_trainable(out)
+    assert sorted(v["path"] for v in after["variables"] if v["trainable"]) == trained
+    assert varctl_rows(after) == keras_rows(out)
+    model = keras_oracle.load(str(out), compile=False)
+    assert plan["trainable_params"]["after"] == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def test_unfreezing_only_quantized_weights_is_refused(qdir, tmp_path):
+    """fc2 (int8, no bias) has nothing Keras can train: unfreezing it alone cannot do what is asked."""
+    frozen = tmp_path / "frozen.keras"
+    assert run("freeze", qdir / "func_int8.keras", "--all", "-o", frozen).exit_code == 0
+    result = run("unfreeze", frozen, "-p", "fc2", "-o", tmp_path / "out.keras")
+    assert result.exit_code == 2, result.output
+    assert "int8" in result.stderr and "fc2" in result.stderr
+    assert not (tmp_path / "out.keras").exists()
+    ok = run("unfreeze", frozen, "-p", "fc", "-o", tmp_path / "ok.keras")  # its bias trains
+    assert ok.exit_code == 0, ok.output
