@@ -337,3 +337,17 @@ def test_gptq_awq_listed_as_keras_builds_them(calibrated, mode):
     assert doc["totals"]["logical_params"] == 50 * 16 + 16 + 16 + 3 * (16 * 16 + 2 * 16 * 2 + 16) + (
         3 * 16 if mode == "awq" else 0
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["func_lora", "func_int8_lora", "seq_int4", "func_float8", "func_lora_frozen"]
+)
+def test_list_load_lists_every_variable_like_the_static_reader(qdir, name):
+    path = qdir / f"{name}.keras"
+    static, loaded = listed(path), listed(path, "--load")
+    assert varctl_rows(loaded) == varctl_rows(static)
+    assert [v.get("quantization") for v in loaded["variables"]] == [
+        v.get("quantization") for v in static["variables"]
+    ]
+    lora = [[w for w in d["warnings"] if "LoRA adapters" in w] for d in (static, loaded)]
+    assert lora[0] == lora[1]

@@ -387,3 +387,31 @@ def check_unfreeze(after: ModelInfo, roots: list[str]) -> None:
         hint="fine-tune the float model and quantize afterwards, or enable LoRA on the layer "
         "after loading (layer.enable_lora(rank))",
     )
+
+
+def loaded_label(layer: Any) -> str | None:
+    """The `quantization` label of a layer Keras has loaded (`list --load`)."""
+    mode = getattr(layer, "quantization_mode", None)
+    lora = bool(getattr(layer, "lora_enabled", False))
+    parts = [p for p in (mode if isinstance(mode, str) else None, "lora" if lora else None) if p]
+    return "+".join(parts) or None
+
+
+def loaded_dead_adapters(layers: list[tuple[str, Any, Any]], trainable: set[int]) -> list[str]:
+    """Paths of loaded LoRA layers whose adapters are trainable and both exactly zero."""
+    import numpy as np
+
+    out = []
+    for path, layer, _parent in layers:
+        if not getattr(layer, "lora_enabled", False):
+            continue
+        pairs = [
+            (getattr(layer, f"{p}_a", None), getattr(layer, f"{p}_b", None))
+            for p in ("lora_kernel", "lora_embeddings")
+        ]
+        for a, b in pairs:
+            if a is None or b is None or id(a) not in trainable:
+                continue
+            if not np.any(np.asarray(a)) and not np.any(np.asarray(b)):
+                out.append(path)
+    return out
