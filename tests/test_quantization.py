@@ -351,3 +351,13 @@ def test_list_load_lists_every_variable_like_the_static_reader(qdir, name):
     ]
     lora = [[w for w in d["warnings"] if "LoRA adapters" in w] for d in (static, loaded)]
     assert lora[0] == lora[1]
+
+
+@pytest.mark.parametrize("name", ["quant_int8", "lora"])
+def test_samples_list_as_keras_loads_them(name):
+    from tests.conftest import SAMPLES
+
+    path = SAMPLES / f"{name}.keras"
+    doc = listed(path)
+    assert varctl_rows(doc) == keras_rows(path)
+    assert any("LoRA adapters" in w for w in doc["warnings"]) is (name == "lora")
