@@ -52,6 +52,16 @@ def _sequential(name="s"):
     )
 
 
+def _reversible(tie=False):
+    def build(name="r"):
+        inp = keras.Input((6,), dtype="int32")
+        rev = keras.layers.ReversibleEmbedding(20, 8, tie_weights=tie, name="rev")
+        x = keras.layers.Dense(8, name="fc")(rev(inp))
+        return keras.Model(inp, rev(x, reverse=True), name=name)
+
+    return build
+
+
 def _quantize(mode):
     def change(model):
         if mode == "int4-per-channel":
@@ -98,6 +108,11 @@ CASES = {
     "func_int8_lora": (_functional, _int8_lora, ["fc"]),
     "func_lora_frozen": (_functional, _lora_one_frozen, ["emb", "fc"]),
     "func_plain": (_functional, _plain, []),
+    "rev_plain": (_reversible(), _plain, []),
+    "rev_int8": (_reversible(), _quantize("int8"), []),
+    "rev_int4": (_reversible(), _quantize("int4"), []),
+    "rev_int4_pc": (_reversible(), _quantize("int4-per-channel"), []),
+    "rev_tied_lora": (_reversible(tie=True), _lora("rev"), ["rev"]),
 }
 
 
@@ -361,3 +376,14 @@ def test_samples_list_as_keras_loads_them(name):
     doc = listed(path)
     assert varctl_rows(doc) == keras_rows(path)
     assert any("LoRA adapters" in w for w in doc["warnings"]) is (name == "lora")
+
+
+def test_freeze_on_a_compiled_lora_model_remaps_its_optimizer_state(tmp_path):
+    """The adapters Keras creates on load hold optimizer slots: remapping must count them."""
+    from tests.conftest import SAMPLES
+
+    out = tmp_path / "out.keras"
+    result = run("freeze", SAMPLES / "lora.keras", "-p", "head", "-o", out, "--verify")
+    assert result.exit_code == 0, result.output
+    assert "remapped the optimizer state" in result.stderr
+    assert "verified with Keras" in result.stderr

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 Config = dict[str, Any]
 
-CLASSES = frozenset({"Dense", "EinsumDense", "Embedding"})
+CLASSES = frozenset({"Dense", "EinsumDense", "Embedding", "ReversibleEmbedding"})
 MODES = ("int8", "int4", "float8", "gptq", "awq")
 
 
@@ -110,7 +110,7 @@ _NT = "{mode}-quantized (created non-trainable)"
 def _made(cls: str, mode: str | None, config: Config, lora: int | None) -> tuple[list[Made], list[str]]:
     """(creation order, save order by key) of one layer, following its build()."""
     nat = _NT.format(mode=mode)
-    if cls == "Embedding":
+    if cls in ("Embedding", "ReversibleEmbedding"):
         w = "embeddings"
         made: list[Made] = []
         save = [w]
@@ -133,6 +133,23 @@ def _made(cls: str, mode: str | None, config: Config, lora: int | None) -> tuple
             made.append(Made(w, w, True))
         if lora:
             made += _adapters("lora_embeddings", made, w, lora)
+        if cls == "ReversibleEmbedding" and not config.get("tie_weights", True):
+            r = "reverse_embeddings"  # built after the embeddings (and after LoRA's adapters)
+            if mode == "int8":
+                made += [Made(r, r, False, nature=nat), Made(f"{r}_scale", f"{r}_scale", False, nature=nat)]
+                save += [r, f"{r}_scale"]
+            elif mode == "int4":
+                made += [
+                    Made(r, r, False, nature=nat, packed=True),
+                    Made(f"{r}_scale", f"{r}_scale", False, nature=nat),
+                ]
+                save += [r, f"{r}_scale"]
+                if _int4_grouped(config):
+                    made.append(Made(f"{r}_zero", f"{r}_zero", False, nature=nat))
+                    save.append(f"{r}_zero")
+            else:
+                made.append(Made(r, r, True))
+                save.append(r)
         return made, save
     # Dense and EinsumDense
     bias = bool(config.get("use_bias", True)) if cls == "Dense" else config.get("bias_axes") is not None
@@ -201,15 +218,18 @@ def _adapters(prefix: str, made: list[Made], base: str, rank: int) -> list[Made]
 
 
 def spec_for(class_name: str, config: Config) -> QuantSpec | None:
-    """The spec of a quantized or LoRA-enabled Dense/EinsumDense/Embedding (None: a plain layer)."""
+    """The spec of a quantized or LoRA-enabled Dense/EinsumDense/Embedding, or of any Keras
+    ReversibleEmbedding (None: a plain layer, or one varctl cannot describe)."""
     if class_name not in CLASSES:
         return None
     mode = mode_of(config)
     lora = _lora_rank(config)
-    if class_name == "Embedding" and mode not in (None, "int8", "int4"):
+    if class_name != "ReversibleEmbedding" and mode is None and lora is None:
+        return None  # a plain layer: the catalog's own entry
+    if class_name.endswith("Embedding") and mode not in (None, "int8", "int4"):
         mode = None  # Embedding quantizes to int8/int4 only (float8 leaves it a float layer)
-    if mode is None and lora is None:
-        return None
+    if class_name == "ReversibleEmbedding" and lora and not config.get("tie_weights", True):
+        return None  # Keras 3.15 cannot load it (enable_lora locks the tracker before reverse_embeddings)
     made, save = _made(class_name, mode, config, lora)
     by_key = {m.key: m for m in made}
     saved = tuple(VarSpec(by_key[k].name, by_key[k].own_flag, by_key[k].nature) for k in save)
@@ -229,7 +249,7 @@ def _made_shape(
     rank = spec.lora_rank or 0
     cfg = node.config
     a = made.key.endswith("_a")
-    if node.class_name == "Embedding":
+    if node.class_name.endswith("Embedding"):
         n, d = cfg.get("input_dim"), cfg.get("output_dim")
         if not isinstance(n, int) or not isinstance(d, int):
             return None
@@ -251,7 +271,7 @@ def _logical(node: Node, made: Made, v: Variable, found: dict[str, Variable]) ->
     """The number of weights a packed variable holds (two int4 values per stored int8)."""
     if not made.packed:
         return None
-    if node.class_name == "Embedding":
+    if node.class_name.endswith("Embedding"):  # (input_dim, output_dim), reversed or not
         n, d = node.config.get("input_dim"), node.config.get("output_dim")
         return n * d if isinstance(n, int) and isinstance(d, int) else None
     scale = found.get("kernel_scale")
