@@ -55,10 +55,10 @@ class QuantSpec(LayerSpec):
     made: tuple[Made, ...] = ()  # every variable in creation order, stored or not
 
     @property
-    def label(self) -> str:
-        """The `quantization` value shown for the layer: `int8`, `lora`, `int8+lora`."""
+    def label(self) -> str | None:
+        """The `quantization` value shown for the layer: `int8`, `lora`, `int8+lora` (None: plain)."""
         parts = [p for p in (self.mode, "lora" if self.lora_rank else None) if p]
-        return "+".join(parts)
+        return "+".join(parts) or None
 
     def weights_order(self) -> list[Made]:
         """`layer.weights` order: created-trainable variables first, each group in creation order."""
@@ -290,10 +290,11 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
     quant = [n for n in tree.root.walk() if isinstance(n.spec, QuantSpec)]
     if not quant:
         return info
-    order = list(info.variables)
-    index = {id(v): i for i, v in enumerate(order)}
-    by_path = {v.path: v for v in order}
-    labels: dict[str, str] = {}
+    index = {id(v): i for i, v in enumerate(info.variables)}
+    by_path = {v.path: v for v in info.variables}
+    replaced: dict[int, list[Variable]] = {}  # position of a layer's first variable -> its new list
+    dropped: set[int] = set()  # positions of the other variables of those layers
+    labels: dict[str, str | None] = {}
     dead: list[str] = []
     unloadable: list[str] = []
     for node in quant:
@@ -327,7 +328,7 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
                     cause=cause,
                     detail=detail,
                     storage="",  # not in the file
-                    itemsize=4,
+                    itemsize=_ITEMSIZE.get(m.dtype, 4),
                 )
             new.append(
                 dataclasses.replace(v, quantization=spec.label, logical_params=_logical(node, m, v, found))
@@ -336,18 +337,18 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
             slots = sorted(index[id(v)] for v in current)
             if slots != list(range(slots[0], slots[0] + len(slots))):
                 continue
-            order[slots[0] : slots[-1] + 1] = [None] * len(slots)  # type: ignore[list-item]
-            order[slots[0]] = new  # type: ignore[call-overload]
+            replaced[slots[0]] = new
+            dropped.update(slots[1:])
             if spec.lora_rank and any(v.trainable for v in new if v.storage == ""):
                 dead.append(node.path)
             if spec.mode in ("gptq", "awq"):
                 unloadable.append(node.path)
     flat: list[Variable] = []
-    for item in order:
-        if isinstance(item, list):
-            flat.extend(item)
-        elif item is not None:
-            flat.append(item)
+    for i, v in enumerate(info.variables):
+        if i in replaced:
+            flat.extend(replaced[i])
+        elif i not in dropped:
+            flat.append(v)
     layers = tuple(
         dataclasses.replace(layer, quantization=labels[layer.path]) if layer.path in labels else layer
         for layer in info.layers
@@ -364,6 +365,8 @@ def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
         )
     return dataclasses.replace(info, variables=tuple(flat), layers=layers, warnings=tuple(warnings))
 
+
+_ITEMSIZE = {"float32": 4, "uint8": 1, "int8": 1}
 
 # A variable created trainable (what an adapter is), to ask the tree what Keras makes of it.
 _PROBE = Variable("", "", "", (), "float32", Cause.TRAINABLE, None, "")
