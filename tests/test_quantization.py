@@ -387,3 +387,15 @@ def test_freeze_on_a_compiled_lora_model_remaps_its_optimizer_state(tmp_path):
     assert result.exit_code == 0, result.output
     assert "remapped the optimizer state" in result.stderr
     assert "verified with Keras" in result.stderr
+
+
+def test_unfreeze_notes_what_stays_frozen_and_the_dead_adapters(qdir, tmp_path):
+    result = run("unfreeze", qdir / "func_lora_frozen.keras", "-p", "ein", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "`ein`: kernel" in result.stderr
+    assert "LoRA adapters of `ein` will be trainable" in result.stderr
+    frozen = tmp_path / "frozen.keras"
+    assert run("freeze", qdir / "func_plain.keras", "-p", "fc", "-o", frozen).exit_code == 0
+    plain = run("unfreeze", frozen, "-p", "fc", "--dry-run")
+    assert plain.exit_code == 0, plain.output
+    assert "stay frozen" not in plain.stderr and "LoRA" not in plain.stderr

@@ -195,6 +195,10 @@ def plan_freeze(
                 "guide keeps them frozen (in inference mode) while fine-tuning, or their moving "
                 "statistics drift; pass --keep-batchnorm-frozen to keep them frozen"
             )
+    if trainable:
+        from varctl.formats import quantization
+
+        notes.extend(quantization.unfreeze_notes(plan.after, [l.path for l in selected]))
     has_optimizer = isinstance(config, dict) and (
         config.get("compile_config") is not None if info.format == "keras" else _h5_compiled(path)
     )

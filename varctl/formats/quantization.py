@@ -438,3 +438,34 @@ def loaded_dead_adapters(layers: list[tuple[str, Any, Any]], trainable: set[int]
             if not np.any(np.asarray(a)) and not np.any(np.asarray(b)):
                 out.append(path)
     return out
+
+
+def unfreeze_notes(after: ModelInfo, roots: list[str]) -> list[str]:
+    """What an unfreeze of quantized or LoRA layers does not give (notes for the plan)."""
+
+    def selected(path: str) -> bool:
+        return any(path == r or path.startswith(r + "/") for r in roots)
+
+    stay: dict[str, list[str]] = {}
+    dead: list[str] = []
+    for v in after.variables:
+        if not v.quantization or not selected(v.layer):
+            continue
+        if v.cause is Cause.NATURE:
+            stay.setdefault(v.layer, []).append(v.name)
+        elif v.storage == "" and v.trainable and "lora" in v.quantization and v.layer not in dead:
+            dead.append(v.layer)
+    notes = []
+    if stay:
+        shown = "; ".join(f"`{layer}`: {', '.join(names)}" for layer, names in list(stay.items())[:5])
+        notes.append(
+            f"these variables stay frozen after loading whatever the flags (quantized weights are "
+            f"created non-trainable; LoRA freezes the kernel it adapts): {shown}"
+        )
+    if dead:
+        notes.append(
+            f"the LoRA adapters of {_names(dead)} will be trainable but Keras re-creates them as "
+            "zeros on load, so they get no gradient: re-initialise the `_a` factor after loading "
+            "(see `varctl list`'s warning)"
+        )
+    return notes
