@@ -195,6 +195,10 @@ def plan_freeze(
                 "guide keeps them frozen (in inference mode) while fine-tuning, or their moving "
                 "statistics drift; pass --keep-batchnorm-frozen to keep them frozen"
             )
+    if trainable:
+        from varctl.formats import quantization
+
+        notes.extend(quantization.unfreeze_notes(plan.after, [l.path for l in selected]))
     has_optimizer = isinstance(config, dict) and (
         config.get("compile_config") is not None if info.format == "keras" else _h5_compiled(path)
     )
@@ -273,6 +277,9 @@ def _check_result(
         return any(v.layer == r or v.layer.startswith(r + "/") for r in roots)
 
     if trainable:
+        from varctl.formats import quantization
+
+        quantization.check_unfreeze(after, roots)  # nothing trainable at all: refused
         return  # never-trainable variables (moving statistics) stay frozen by nature
     stuck = [v for v in after.variables if in_selection(v) and v.trainable]
     if stuck:

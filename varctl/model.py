@@ -52,8 +52,10 @@ class Variable:
     dtype: str
     cause: Cause  # why it is (not) trainable; `trainable` and `reason` derive from it
     detail: str | None  # MODEL/LAYER: the frozen model's or layer's name; NATURE/UNKNOWN: what is known
-    storage: str  # HDF5 dataset path inside the weights file
+    storage: str  # HDF5 dataset path inside the weights file ("" : created by Keras on load)
     itemsize: int = 4
+    quantization: str | None = None  # its layer's mode: int8, int4, float8, gptq, awq, lora, int8+lora
+    logical_params: int | None = None  # packed int4: the weights it holds (params counts stored elements)
 
     @property
     def trainable(self) -> bool | None:
@@ -85,6 +87,8 @@ class Variable:
             "params": self.params,
             "trainable": self.trainable,
             "reason": self.reason,
+            **({"quantization": self.quantization} if self.quantization else {}),
+            **({"logical_params": self.logical_params} if self.logical_params is not None else {}),
         }
 
 
@@ -117,6 +121,7 @@ class Layer:
     pointer: tuple[str | int, ...] | None = None  # keys from the config root to its entry
     index: int | None = None  # position in its container's `layers` (model.layers order)
     attr: str | None = None  # for a sublayer held in an attribute: the attribute's name
+    quantization: str | None = None  # int8, int4, float8, gptq, awq, lora, int8+lora (None: plain)
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,12 @@ class ModelInfo:
             "trainable": trainable,
             "non_trainable": params - trainable,
             "bytes": sum(v.nbytes for v in vs),
+            # packed int4 variables: the weights they hold, beside `params` (stored elements)
+            **(
+                {"logical_params": sum(v.logical_params or v.params for v in vs)}
+                if any(v.logical_params is not None for v in vs)
+                else {}
+            ),
         }
 
     def to_dict(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, Any]:

@@ -88,14 +88,27 @@ def summary(totals: dict[str, int]) -> list[str]:
         f"Total params: {params:,} ({human_bytes(totals['bytes'])})",
         f"Trainable params: {trainable:,} ({pct})",
         f"Non-trainable params: {totals['non_trainable']:,}",
+        *(
+            [f"Logical weights: {totals['logical_params']:,} (int4 packs two per stored byte; params counts stored elements)"]
+            if "logical_params" in totals
+            else []
+        ),
     ]
 
 
+def _with_quantization(columns: list[Column], rows: list[dict[str, Any]]) -> list[Column]:
+    """A `quantization` column, only for models with quantized or LoRA layers."""
+    if any(r.get("quantization") for r in rows):
+        return [*columns, Column("quantization", "quantization")]
+    return columns
+
+
 def list_report(info: ModelInfo, variables: list[Variable]) -> Report:
+    envelope = info.to_dict(variables)
     return Report(
         title=title(info),
-        columns=LIST_COLUMNS,
-        envelope=info.to_dict(variables),
+        columns=_with_quantization(LIST_COLUMNS, envelope["variables"]),
+        envelope=envelope,
         records_key="variables",
         summary=summary(info.totals(variables)),
         csv_prefix={"model": info.source},
@@ -145,6 +158,7 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
                 "trainable_params": tparams,
                 "state": _layer_state(held, params, tparams),
                 "flag": layer.flag,
+                **({"quantization": layer.quantization} if layer.quantization else {}),
             }
         )
     totals = info.totals(variables)
@@ -159,7 +173,7 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
     }
     return Report(
         title=title(info),
-        columns=LAYER_COLUMNS,
+        columns=_with_quantization(LAYER_COLUMNS, records),
         envelope=envelope,
         records_key="layers",
         summary=summary(totals),

@@ -282,6 +282,11 @@ def spec_for(class_name: str, config: Config, *, builtin: bool = True) -> LayerS
     """The LayerSpec of a built-in layer class, or None when varctl does not know the class."""
     if not builtin:
         return None
+    if "lora_rank" in config or isinstance(config.get("dtype"), dict | str):
+        from varctl.formats import quantization  # quantized / LoRA variants of Dense & co.
+
+        if (quantized := quantization.spec_for(class_name, config)) is not None:
+            return quantized
     make = _SPECS.get(class_name)
     return make(config) if make else None
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from varctl.errors import UnreadableModel, UsageError
+from varctl.formats import quantization
 from varctl.formats._tf import import_keras
 from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 
@@ -170,9 +171,12 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
                 detail=detail,
                 storage=str(getattr(v, "path", v.name)),
                 itemsize=_itemsize(str(v.dtype)),
+                quantization=quantization.loaded_label(layer) if layer is not None else None,
             )
         )
     warnings_ = [*untracked_variables(model, layers), *notes]
+    if dead := quantization.loaded_dead_adapters(layers, trainable):
+        warnings_.append(quantization.lora_warning(dead))
     return ModelInfo(
         source=source,
         format=ModelFormat(kind),
@@ -236,6 +240,11 @@ def _save_order(model: Any, notes: list[str]) -> list[Any]:
             def make(self, path: str, metadata: Any = None) -> _Recorder:
                 return _Recorder(self.log)
 
+        if any(
+            getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)
+            for layer in model._flatten_layers()
+        ):  # they save merged or re-ordered tensors, not their variables: list what Keras holds
+            return list(model.weights)
         store = RecordingStore()
         saving_lib._save_state(
             model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
@@ -271,7 +280,10 @@ def _effective(model: Any, layer: Any, v: Any, trainable: set[int]) -> tuple[Cau
         return Cause.TRAINABLE, None
     if not model.trainable:
         return Cause.MODEL, str(model.name)
-    if layer is not None and not any(v is w for w in layer._trainable_variables):
+    # created non-trainable, or frozen on its own while its layer is trainable (LoRA's kernel)
+    if layer is not None and (
+        not any(v is w for w in layer._trainable_variables) or (layer.trainable and not v.trainable)
+    ):
         return Cause.NATURE, _nature(layer, v)
     return Cause.LAYER, _frozen_by(model, layer) or None
 
@@ -325,6 +337,7 @@ def _layer_rows(model: Any, layers: list[tuple[str, Any, Any]]) -> Iterator[Laye
             known=True,
             pointer=None,
             index=index,
+            quantization=quantization.loaded_label(layer),
         )
 
 

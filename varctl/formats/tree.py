@@ -420,7 +420,9 @@ class Tree:
         file's shapes are listed as they are, with a warning. Checked where the config fixes a size."""
         out = []
         for node in self.root.walk():
-            want = _expected_shapes(node.class_name, node.config) if node.known else {}
+            # quantized layers store packed or int8 shapes (formats/quantization.py knows them)
+            quantized = getattr(node.spec, "mode", None) is not None
+            want = _expected_shapes(node.class_name, node.config) if node.known and not quantized else {}
             for v in node.variables:
                 expect = want.get(v.name)
                 if expect is None:
@@ -495,7 +497,7 @@ class Tree:
             )
             for n in nodes
         )
-        return ModelInfo(
+        info = ModelInfo(
             source=source,
             format=ModelFormat(fmt),
             keras_version=keras_version,
@@ -507,3 +509,6 @@ class Tree:
             warnings=tuple(dict.fromkeys(self.warnings)),
             risks=tuple(self.risks),
         )
+        from varctl.formats import quantization  # model.weights order, LoRA adapters made on load
+
+        return quantization.apply(self, info)
