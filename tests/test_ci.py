@@ -354,10 +354,10 @@ def test_zoo_stats_match_keras_and_keras_equals_h5(zoo_dir, name):
 
 def test_stats_many_small_chunks_match_one_pass(models, monkeypatch):
     """Chunks of 64 bytes: the streaming merge of thousands of chunks equals numpy's one pass."""
-    from varctl import ci, values
+    from varctl import stats, values
 
     monkeypatch.setattr(values, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(ci, "_BLOCK", 5)
+    monkeypatch.setattr(stats, "_BLOCK", 5)
     doc = as_json(
         run("stats", SAMPLES / "transfer_learning.keras", "-p", "Conv1", "-p", "dense", "-f", "json")
     )

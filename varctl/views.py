@@ -182,7 +182,9 @@ def plan_report(plan, *, action: str, output: str | None, dry_run: bool) -> Repo
 # -- check / diff / stats (the CI toolkit) -----------------------------------------------------
 
 if TYPE_CHECKING:
-    from varctl.ci import CheckResult, DiffResult, VariableStats
+    from varctl.checks import CheckResult
+    from varctl.diff import DiffResult
+    from varctl.stats import VariableStats
 
 CHECK_SCHEMA = "varctl.check/1"
 DIFF_SCHEMA = "varctl.diff/1"
