@@ -232,7 +232,8 @@ class ValueReader:
             raise RuntimeError("ValueReader used outside its `with` block")
         if (ds := self._checked.get(variable.storage)) is not None:
             return ds
-        parts = [p for p in variable.storage.split("/") if p]
+        storage: Any = variable.storage  # bytes: h5py's name for a path that is not UTF-8, used as is
+        parts: list[Any] = [p for p in storage.split(b"/" if isinstance(storage, bytes) else "/") if p]
         group: h5py.Group | None = self._h5
         for part in parts[:-1]:
             group = _h5safe.get_group(group, part) if group is not None else None

@@ -96,7 +96,8 @@ def check(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Assert trainable state, parameter budgets, finite values and no code in the config; exit 1 if any fails, quiet if all hold.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite --no-lambda"""
-    from varctl import checks as ci, views
+    from varctl import checks as ci
+    from varctl import views
 
     assertions = ci.Assertions(
         tuple(frozen or ()), tuple(trainable or ()), max_trainable_params, min_trainable_params, finite,
@@ -123,7 +124,8 @@ def diff(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show variables added, removed or changed (shape, dtype, trainable, values) from A to B; exit 1 if any.  Example: varctl diff old.keras new.h5 --values"""
-    from varctl import diff as ci, views
+    from varctl import diff as ci
+    from varctl import views
     from varctl.render import render
 
     info_a, info_b = open_or_fail(a), open_or_fail(b)
@@ -148,7 +150,8 @@ def stats(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Per-variable min, max, mean, std, fraction of zeros, NaN and Inf counts, read in bounded chunks.  Example: varctl stats m.keras -p 'dense*' -f json"""
-    from varctl import stats as ci, views
+    from varctl import stats as ci
+    from varctl import views
     from varctl.select import Selector, filter_trainable
 
     selector = Selector(tuple(pattern or ()), regex)
