@@ -464,6 +464,35 @@ def test_slices_cover_every_element_once_in_order_within_budget(shape, itemsize,
     assert all(p.size * itemsize <= max_bytes or p.size == 1 for p in parts)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    shape_chunks=st.lists(
+        st.integers(1, 7).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, 9))), max_size=4
+    ),
+    itemsize=st.sampled_from([1, 2, 4, 8]),
+    max_bytes=st.integers(1, 400),
+)
+def test_blocks_cover_every_element_once_in_whole_chunks_within_budget(shape_chunks, itemsize, max_bytes):
+    """On a chunked dataset every block is a union of whole chunks (clipped at the edges), so no
+    chunk is inflated twice; each block is within the budget or is one chunk."""
+    from varctl.values import blocks
+
+    shape = tuple(s for s, _ in shape_chunks)
+    chunks = tuple(c for _, c in shape_chunks)
+    seen = np.zeros(shape, dtype=int)
+    chunk_elems = math.prod(min(c, s) for s, c in shape_chunks)
+    for index in blocks(shape, itemsize, chunks or None, max_bytes):
+        seen[index] += 1
+        size = np.asarray(seen[index]).size
+        assert size * itemsize <= max_bytes or size <= chunk_elems
+        for axis, part in enumerate(index):
+            start = part.start if isinstance(part, slice) else part
+            stop = part.stop if isinstance(part, slice) else part + 1
+            assert start % chunks[axis] == 0
+            assert stop % chunks[axis] == 0 or stop == shape[axis]
+    assert (seen == 1).all()
+
+
 def test_reader_refuses_a_dataset_that_is_a_soft_link(tmp_path):
     import h5py
 

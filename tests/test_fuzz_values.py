@@ -18,12 +18,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
 from varctl.cli import app
+from varctl.errors import VarctlError
+from varctl.formats import open_model
 
 EXAMPLES = int(os.environ.get("VARCTL_FUZZ_EXAMPLES", "75"))  # per strategy
 SEED = os.environ.get("VARCTL_FUZZ_SEED")
@@ -54,6 +57,10 @@ def _strict(text: str):
 
 def value_commands_hold(path: Path, other: Path) -> None:
     """The property, on one mutated file: every value command ends cleanly."""
+    try:
+        open_model(str(path))
+    except VarctlError:
+        return  # the metadata reader refuses it (tests/test_fuzz.py): the value paths are not reached
     for args in (
         ["stats", str(path), "-f", "json"],
         ["check", str(path), "--finite", "-f", "json"],
@@ -126,6 +133,7 @@ def datasets(draw):
     return make
 
 
+@pytest.mark.slow  # 75 crafted files, 8 sandboxed reads each
 @fuzz_settings
 @given(make=datasets())
 def test_crafted_kernel_in_a_keras_archive(tmp_path_factory, make):

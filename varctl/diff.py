@@ -130,7 +130,7 @@ def compare_values(
     worst: float | None = None
     grid_a, grid_b = ra.grid(va), rb.grid(vb)
     grid = grid_a if math.prod(grid_a or (1,)) >= math.prod(grid_b or (1,)) else grid_b
-    for index in blocks(va.shape, max(va.itemsize, vb.itemsize), grid):
+    for index in blocks(va.shape, max(ra.stored_itemsize(va), rb.stored_itemsize(vb)), grid):
         xa = ra.read_at(va, index).reshape(-1)
         xb = rb.read_at(vb, index).reshape(-1)
         for start in range(0, xa.size, _BLOCK):  # float64 working copies, a block at a time

@@ -273,7 +273,12 @@ class ValueReader:
         self, variable: Variable, itemsize: int | None = None, max_bytes: int | None = None
     ) -> list[Index]:
         """The blocks `chunks` reads, aligned to the dataset's chunk grid."""
-        return list(blocks(variable.shape, itemsize or variable.itemsize, self.grid(variable), max_bytes))
+        size = max(itemsize or 0, self.stored_itemsize(variable))
+        return list(blocks(variable.shape, size, self.grid(variable), max_bytes))
+
+    def stored_itemsize(self, variable: Variable) -> int:
+        """Bytes per value as stored (a bfloat16 marker on float64 data: 8, not 2)."""
+        return max(variable.itemsize, int(self.dataset(variable).dtype.itemsize))
 
     def read(self, ds: h5py.Dataset, variable: Variable, index: Index) -> np.ndarray:
         """One block of the variable's values; bfloat16 comes back as float32."""
