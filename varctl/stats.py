@@ -52,9 +52,11 @@ class Accumulator:
         x = np.asarray(chunk).reshape(-1)
         if x.size == 0:
             return
-        if x.dtype.kind == "b":
-            x = x.astype(np.uint8)
         with np.errstate(all="ignore"):
+            if x.dtype.kind == "b":
+                x = x.astype(np.uint8)
+            elif x.dtype.kind == "f" and x.dtype.itemsize > 8:  # long double: beyond float64 is Inf
+                x = x.astype(np.float64)
             self.count += x.size
             self.zeros += int(np.count_nonzero(x == 0))
             if x.dtype.kind == "f":

@@ -22,7 +22,7 @@ import numpy as np
 
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat, VarctlError
 from varctl.formats import _h5safe, _sandbox
-from varctl.model import ModelInfo, Variable
+from varctl.model import ModelFormat, ModelInfo, Variable
 
 CHUNK_BYTES = 16 * 1024 * 1024
 _WEIGHTS_MEMBER = "model.weights.h5"  # keras_zip._VARS_FILENAME_H5
@@ -196,7 +196,7 @@ class ValueReader:
     @staticmethod
     def require(info: ModelInfo) -> None:
         """Refuse, before any child is started, a model whose format has no value reader."""
-        if info.format not in ("keras", "h5", "weights"):
+        if info.format not in (ModelFormat.KERAS, ModelFormat.H5, ModelFormat.WEIGHTS):
             raise UnsupportedFormat(
                 f"{info.source}: varctl cannot read the values of a '{info.format}' model yet",
                 hint="values (stats, check --finite, diff --values) are read from .keras and .h5 files",
