@@ -305,8 +305,8 @@ def test_array_valued_dtype_attribute_is_no_marker(tmp_path):
 
 def _surrogate_named(tmp_path: Path, fmt: str) -> Path:
     """The layer `dense_1` renamed to a name holding a lone surrogate, in the config and, for the legacy
-    .h5, in the HDF5 names too (as the bytes the surrogate encodes to)."""
-    name_bytes = "\udc80".encode("utf-8", "surrogatepass")
+    .h5, in the HDF5 names too (as the byte that is not UTF-8 the surrogate stands for)."""
+    name_bytes = "\udc80".encode("utf-8", "surrogateescape")  # b"\x80", as os.fsencode spells it
     if fmt == "keras":
         with zipfile.ZipFile(SAMPLES / "seed_dense.keras") as z:
             parts = {i.filename: z.read(i) for i in z.infolist()}
@@ -330,6 +330,30 @@ def _surrogate_named(tmp_path: Path, fmt: str) -> Path:
         )
         group["seed_dense"].move("dense_1", name_bytes)
     return path
+
+
+def test_weights_file_with_names_that_are_not_utf8_reads_and_compares(tmp_path):
+    """A weights-only file whose layer groups are named by bytes that are not UTF-8: read, each name a
+    str with lone surrogates (surrogateescape), values found through them."""
+    from varctl import checks, diff, stats
+    from varctl.formats import open_model
+
+    path = tmp_path / "m.weights.h5"
+    with zipfile.ZipFile(SAMPLES / "seed_dense.keras") as z:
+        path.write_bytes(z.read("model.weights.h5"))
+    with h5py.File(path, "r+") as f:
+        f["layers"].move("dense", b"\xff\xfe")
+        f["layers"].move("dense_1", b"\x80")
+    info = open_model(str(path))
+    assert info.format == "weights"
+    assert sorted(v.path for v in info.variables) == sorted(
+        f"layers/{n}/vars/{i}" for n in ("\udcff\udcfe", "\udc80") for i in (0, 1)
+    )
+    original = open_model(str(SAMPLES / "seed_dense.keras"))
+    means = sorted(r.values["mean"] for r in stats.stats(info, info.variables))
+    assert means == sorted(r.values["mean"] for r in stats.stats(original, original.variables))
+    assert checks.check(info, checks.Assertions(finite=True)).ok
+    assert diff.diff(info, info, values=True).identical
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])

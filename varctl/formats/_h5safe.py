@@ -89,9 +89,13 @@ def _get(group: h5py.Group, name: str) -> Any:
 
 
 def _encode(name: str | bytes) -> bytes:
-    """A member name as HDF5 stores it (UTF-8; a lone surrogate as its 3-byte form, as _decode_name
-    reads it)."""
-    return name if isinstance(name, bytes) else name.encode("utf-8", errors="surrogatepass")
+    """A member name as HDF5 stores it: the inverse of _decode_name."""
+    if isinstance(name, bytes):
+        return name
+    try:
+        return name.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no decoded name holds (from a config): not found
+        return name.encode("utf-8", errors="surrogatepass")
 
 
 def get_member(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
@@ -160,13 +164,10 @@ def member_names(group: h5py.Group, budget: Budget) -> list[str]:
 
 
 def _decode_name(name: bytes) -> str:
-    """A name or string attribute as text, always a str: UTF-8, where a lone surrogate's 3-byte form
-    reads as that surrogate (the JSON config spells it `\\udc80`) and other bytes that are not UTF-8
-    become lone surrogates too (surrogateescape). Escaping them on output is the writer's job."""
-    try:
-        return name.decode("utf-8", errors="surrogatepass")
-    except UnicodeDecodeError:
-        return name.decode("utf-8", errors="surrogateescape")
+    """A name or string attribute as text, always a str: UTF-8, with bytes that are not UTF-8 kept as
+    lone surrogates (surrogateescape, as os.fsdecode does; _encode gives the bytes back). Escaping
+    them on output is the writers' job."""
+    return name.decode("utf-8", errors="surrogateescape")
 
 
 def subgroups(group: h5py.Group, budget: Budget) -> Iterator[tuple[str, h5py.Group]]:
