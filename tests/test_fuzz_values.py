@@ -77,6 +77,7 @@ def value_commands_hold(path: Path, other: Path) -> None:
             _strict(result.stdout)
 
 
+@pytest.mark.slow  # 75 mutated files, up to 8 sandboxed reads each
 @fuzz_settings
 @given(
     flips=st.lists(st.tuples(st.integers(0, len(H5_BYTES) - 1), st.integers(1, 255)), min_size=1, max_size=8)
