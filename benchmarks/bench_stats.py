@@ -1,6 +1,6 @@
 """Peak memory (and time) of `varctl stats` on models with one large variable, against reading it whole.
 
-Usage: python benchmarks/bench_stats.py [--dims 4096,8192] [--runs 3] [--json out.json]
+Usage: python benchmarks/bench_stats.py [--dims 4096,8192] [--runs 3] [--chunked] [--json out.json]
 For each N in --dims, builds once into benchmarks/.cache (needs keras) a model whose Dense(N) kernel
 is N x N float32 (8192 -> 256 MiB), then runs each command in a fresh process (fork + exec,
 peak RSS from os.wait4's ru_maxrss) and prints medians. "read whole" is the naive way: one
@@ -51,6 +51,31 @@ def build(n: int) -> Path:
     return path
 
 
+def build_chunked(n: int) -> Path:
+    """The same model, its kernel rewritten in ordinary gzip chunks (h5py's default chunk shape): the
+    layout a non-Keras tool may write, read chunk by chunk without re-inflating any chunk."""
+    path = CACHE / f"dense_{n}x{n}_gzip_chunks.keras"
+    if path.exists():
+        return path
+    code = (
+        "import sys, shutil, zipfile, h5py\n"
+        "src, dst = sys.argv[1], sys.argv[2]\n"
+        "tmp = dst + '.weights.h5'\n"
+        "with zipfile.ZipFile(src) as z:\n"
+        "    parts = {i.filename: z.read(i) for i in z.infolist() if i.filename != 'model.weights.h5'}\n"
+        "    with z.open('model.weights.h5') as w, open(tmp, 'wb') as out: shutil.copyfileobj(w, out)\n"
+        "with h5py.File(tmp, 'r+') as f:\n"
+        "    old = f['layers/dense/vars/0']; data = old[()]; del f['layers/dense/vars/0']\n"
+        "    f['layers/dense/vars'].create_dataset('0', data=data, chunks=True, compression='gzip', compression_opts=1)\n"
+        "with zipfile.ZipFile(dst, 'w') as z:\n"
+        "    for k, v in parts.items(): z.writestr(k, v)\n"
+        "    z.write(tmp, 'model.weights.h5')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(build(n)), str(path)], check=True)
+    (CACHE / f"{path.name}.weights.h5").unlink()
+    return path
+
+
 def measure(cmd: list[str], runs: int, ok_codes: tuple[int, ...] = (0,)) -> dict:
     times, peaks = [], []
     for _ in range(runs):
@@ -73,6 +98,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dims", default="4096,8192", help="comma-separated N for the N x N kernels")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--chunked", action="store_true", help="also the kernel in gzip chunks (builds a copy)")
     ap.add_argument("--json")
     args = ap.parse_args()
     rows: dict[str, dict] = {}
@@ -92,6 +118,13 @@ def main() -> None:
         )
         rows[f"read whole kernel {label}"] = measure([sys.executable, "-c", READ_WHOLE, str(path)], args.runs)
         rows[f"cat {label}"] = measure(["cat", str(path)], args.runs)
+        if args.chunked:
+            chunked = build_chunked(n)
+            label = f"{n}x{n} in gzip chunks ({chunked.stat().st_size / 2**20:.0f} MiB file)"
+            rows[f"stats {label}"] = measure(VARCTL + ["stats", str(chunked), "-f", "json"], args.runs)
+            rows[f"diff --values {label} vs contiguous"] = measure(
+                VARCTL + ["diff", str(chunked), str(path), "--values", "-f", "json"], args.runs
+            )
     width = max(len(k) for k in rows)
     print(f"{'command':<{width}}  {'median s':>9}  {'peak RSS MiB':>12}")
     for k, r in rows.items():

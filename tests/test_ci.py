@@ -360,10 +360,10 @@ def test_zoo_stats_match_keras_and_keras_equals_h5(zoo_dir, name):
 
 def test_stats_many_small_chunks_match_one_pass(models, monkeypatch):
     """Chunks of 64 bytes: the streaming merge of thousands of chunks equals numpy's one pass."""
-    from varctl import ci, values
+    from varctl import stats, values
 
     monkeypatch.setattr(values, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(ci, "_BLOCK", 5)
+    monkeypatch.setattr(stats, "_BLOCK", 5)
     doc = as_json(
         run("stats", SAMPLES / "transfer_learning.keras", "-p", "Conv1", "-p", "dense", "-f", "json")
     )
@@ -470,6 +470,35 @@ def test_slices_cover_every_element_once_in_order_within_budget(shape, itemsize,
     assert all(p.size * itemsize <= max_bytes or p.size == 1 for p in parts)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    shape_chunks=st.lists(
+        st.integers(1, 7).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, 9))), max_size=4
+    ),
+    itemsize=st.sampled_from([1, 2, 4, 8]),
+    max_bytes=st.integers(1, 400),
+)
+def test_blocks_cover_every_element_once_in_whole_chunks_within_budget(shape_chunks, itemsize, max_bytes):
+    """On a chunked dataset every block is a union of whole chunks (clipped at the edges), so no
+    chunk is inflated twice; each block is within the budget or is one chunk."""
+    from varctl.values import blocks
+
+    shape = tuple(s for s, _ in shape_chunks)
+    chunks = tuple(c for _, c in shape_chunks)
+    seen = np.zeros(shape, dtype=int)
+    chunk_elems = math.prod(min(c, s) for s, c in shape_chunks)
+    for index in blocks(shape, itemsize, chunks or None, max_bytes):
+        seen[index] += 1
+        size = np.asarray(seen[index]).size
+        assert size * itemsize <= max_bytes or size <= chunk_elems
+        for axis, part in enumerate(index):
+            start = part.start if isinstance(part, slice) else part
+            stop = part.stop if isinstance(part, slice) else part + 1
+            assert start % chunks[axis] == 0
+            assert stop % chunks[axis] == 0 or stop == shape[axis]
+    assert (seen == 1).all()
+
+
 def test_reader_refuses_a_dataset_that_is_a_soft_link(tmp_path):
     import h5py
 
@@ -515,6 +544,7 @@ def test_progress_bar_only_on_a_tty(monkeypatch):
 # -- pre-commit -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # pre-commit pip-installs varctl into a fresh environment (about a minute)
 def test_pre_commit_hook_from_a_scratch_repository(tmp_path):
     """A scratch repository uses the hook the way a user's would: `repo:` this repository at its
     HEAD commit (so the committed hook is tested), installed once by pre-commit, run three times."""
@@ -557,13 +587,119 @@ def test_pre_commit_hooks_file_declares_the_hook():
     assert r"files: \.(keras|h5)$" in text
 
 
-def test_values_of_a_format_without_a_value_reader_are_refused_clearly():
-    import dataclasses
+@pytest.fixture(scope="module")
+def savedmodel(tmp_path_factory):
+    """A real SavedModel, exported by Keras (as tests/test_tf_formats.py builds them)."""
+    pytest.importorskip("tensorflow")
+    path = tmp_path_factory.mktemp("savedmodel") / "exported"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _base().export(str(path), verbose=False)
+    return path
 
-    from varctl.errors import UnsupportedFormat
+
+def test_values_of_a_savedmodel_are_refused_clearly(savedmodel, models):
+    """A SavedModel lists, checks and diffs without values; every value command refuses it with exit 3
+    and says where values can be read, before starting any reader."""
+    assert run("check", savedmodel).exit_code == 0
+    assert run("diff", savedmodel, savedmodel).exit_code == 0
+    for args in (
+        ("stats", savedmodel),
+        ("check", savedmodel, "--finite"),
+        ("diff", savedmodel, models / "base.keras", "--values"),
+        ("diff", models / "base.keras", savedmodel, "--values"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 3, result.output
+        assert "cannot read the values of a 'savedmodel' model" in result.stderr
+        assert "read from .keras and .h5 files" in result.stderr
+
+
+# -- sound numbers ----------------------------------------------------------------------------------
+
+
+def _reference(values: np.ndarray) -> tuple[float, float]:
+    """Mean and population std of float64 values, exactly rounded where it counts (math.fsum on
+    values scaled into range)."""
+    x = values.astype(np.float64).reshape(-1)
+    e = math.frexp(float(np.max(np.abs(x))) or 1.0)[1]
+    xs = [math.ldexp(float(v), -e) for v in x]
+    mean = math.fsum(xs) / len(xs)
+    var = math.fsum((v - mean) ** 2 for v in xs) / len(xs)
+    return math.ldexp(mean, e), math.ldexp(math.sqrt(var), e)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 5e-324, 0.0]),
+        ),
+        min_size=1,
+        max_size=300,
+    ),
+    st.integers(1, 64),
+)
+def test_accumulator_is_sound_over_the_whole_float64_range(values, block):
+    """Streaming in blocks of any size, the mean and std equal an fsum reference (relative to the
+    largest magnitude), finite, and numpy never warns."""
+    from varctl import stats
+
+    x = np.array(values, dtype=np.float64)
+    acc = stats.Accumulator()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for start in range(0, x.size, block):
+            acc.add(x[start : start + block])
+    got = acc.result()
+    mean, std = _reference(x)
+    top = float(np.max(np.abs(x)))
+    assert math.isfinite(got["mean"]) and math.isfinite(got["std"])
+    assert got["min"] == x.min() and got["max"] == x.max()
+    assert abs(got["mean"] - mean) <= 1e-12 * top
+    assert abs(got["std"] - std) <= 1e-12 * top + 1e-12 * std
+
+
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory):
+    """Keras-saved float64 Dense layers holding ±1e308: A, and B with the kernel's signs flipped."""
+    out = tmp_path_factory.mktemp("huge")
+    for stem, sign in (("a", 1.0), ("b", -1.0)):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="d", dtype="float64")])
+        kernel = np.full((4, 8), 1e308) * np.where(np.arange(32).reshape(4, 8) % 3, 1.0, -1.0)
+        model.get_layer("d").set_weights([sign * kernel, np.full(8, 1.7e308)])
+        model.save(out / f"{stem}.keras")
+    return out
+
+
+def test_stats_near_the_float64_limit_are_finite_strict_json_and_quiet(huge):
+    result = run("stats", huge / "a.keras", "-f", "json")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+
+    def refuse(token):
+        raise AssertionError(f"{token} in stats JSON")
+
+    rows = {v["path"]: v for v in json.loads(result.stdout, parse_constant=refuse)["variables"]}
+    weights = keras_values(huge / "a.keras")
+    for path, row in rows.items():
+        mean, std = _reference(weights[path])
+        assert row["mean"] == pytest.approx(mean, rel=1e-12)
+        assert row["std"] == pytest.approx(std, rel=1e-12)
+    assert rows["d/bias"]["mean"] == 1.7e308 and rows["d/bias"]["std"] == 0.0
+
+
+def test_diff_beyond_float64_reports_an_infinite_max_abs_diff(huge):
+    """1e308 against -1e308: the difference is beyond float64, so max_abs_diff is float('inf') (a plain
+    float; the JSON renderer decides its strict representation); every element differs."""
+    from varctl import diff
     from varctl.formats import open_model
-    from varctl.values import ValueReader
 
-    info = dataclasses.replace(open_model(str(SAMPLES / "seed_dense.keras")), format="savedmodel")
-    with pytest.raises(UnsupportedFormat, match="cannot read the values of a 'savedmodel' model"):
-        ValueReader(info).__enter__()
+    a, b = open_model(str(huge / "a.keras")), open_model(str(huge / "b.keras"))
+    entries = {e.path: e for e in diff.diff(a, b, values=True).entries}
+    kernel = entries["d/kernel"]
+    assert kernel.kind == "changed" and kernel.values is not None
+    assert kernel.values.differing == 32 and kernel.values.max_abs_diff == math.inf
+    assert entries["d/bias"].kind == "same" and entries["d/bias"].values.max_abs_diff == 0.0
+    result = run("diff", huge / "a.keras", huge / "b.keras", "--values")
+    assert result.exit_code == 1 and "Warning" not in result.stderr, result.output

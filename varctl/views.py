@@ -14,8 +14,10 @@ from varctl.model import LIST_SCHEMA, ModelInfo, Variable
 from varctl.render import Annotation, Column, Kind, Report, human_bytes
 
 if TYPE_CHECKING:
-    from varctl.ci import CheckResult, DiffResult, VariableStats
+    from varctl.checks import CheckResult
+    from varctl.diff import DiffResult
     from varctl.edit import Plan
+    from varctl.stats import VariableStats
 
 LAYERS_SCHEMA = "varctl.layers/1"
 PLAN_SCHEMA = "varctl.edit/1"

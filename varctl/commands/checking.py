@@ -103,18 +103,18 @@ def check(
     fmt: CIFormatOpt = CIFormat.table,
 ) -> None:
     """Assert trainable state, parameter budgets, finite values and no code in the config; exit 1 if any fails. Each model is named with its result: a line if it passes, the failures if not, then a count.  Example: varctl check m.keras --frozen base --max-trainable-params 10000 --finite --no-lambda"""
-    from varctl import ci, views
+    from varctl import checks, views
     from varctl.render import append_step_summary
 
-    assertions = ci.Assertions(
+    assertions = checks.Assertions(
         tuple(frozen or ()), tuple(trainable or ()), max_trainable_params, min_trainable_params, finite,
         tuple(pattern or ()), regex, no_lambda, only_keras_layers,
     )  # fmt: skip
     table = fmt is CIFormat.table
 
     def work(info: ModelInfo) -> tuple[Report | None, int]:
-        with out.progress(ci.bytes_to_read(info, assertions), f"check {info.source}") as advance:
-            result = ci.check(info, assertions, advance)
+        with out.progress(checks.bytes_to_read(info, assertions), f"check {info.source}") as advance:
+            result = checks.check(info, assertions, advance)
         brief = result.ok and not verbose and fmt in (CIFormat.table, CIFormat.github)
         report = views.check_report(result, failures_only=table and not verbose, brief=brief)
         return report, 0 if result.ok else EXIT_FOUND
@@ -143,12 +143,13 @@ def diff(
     fmt: CIFormatOpt = CIFormat.table,
 ) -> None:
     """Show variables added, removed or changed (shape, dtype, trainable, values) from A to B; exit 1 if any.  Example: varctl diff old.keras new.h5 --values"""
-    from varctl import ci, views
+    from varctl import diff as diff_core
+    from varctl import views
     from varctl.render import render
 
     info_a, info_b = open_or_fail(a), open_or_fail(b)
-    with out.progress(ci.diff_bytes(info_a, info_b) if values else 0, "comparing values") as advance:
-        result = ci.diff(info_a, info_b, values=values, atol=atol, progress=advance)
+    with out.progress(diff_core.diff_bytes(info_a, info_b) if values else 0, "comparing values") as advance:
+        result = diff_core.diff(info_a, info_b, values=values, atol=atol, progress=advance)
     if result.identical and fmt is CIFormat.table:
         compared = "values compared" if values else "values not compared: add --values"
         out.message("info", f"{a} and {b}: no differences in {len(result.entries):,} variables ({compared})")
@@ -167,7 +168,8 @@ def stats(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Per-variable min, max, mean, std, fraction of zeros, NaN and Inf counts, read in bounded chunks.  Example: varctl stats m.keras -p 'dense*' -f json"""
-    from varctl import ci, views
+    from varctl import stats as stats_core
+    from varctl import views
     from varctl.select import Selector, filter_trainable
 
     selector = Selector(tuple(pattern or ()), regex)
@@ -175,6 +177,6 @@ def stats(
     def work(info: ModelInfo) -> tuple[Report | None, int]:
         chosen = filter_trainable(selector.variables(info), trainable)
         with out.progress(sum(v.nbytes for v in chosen), f"stats {info.source}") as advance:
-            return views.stats_report(info, ci.stats(info, chosen, advance)), 0
+            return views.stats_report(info, stats_core.stats(info, chosen, advance)), 0
 
     run_each(models, fmt, views.STATS_SCHEMA, work, selector=selector)

@@ -56,10 +56,10 @@ def _link_kind(group: h5py.Group, name: str) -> str:
     # One H5Lget_info instead of `group.get(name, getlink=True)` (an exists check, then the
     # same call): a walk does this for every member it touches.
     try:
-        typecode = group.id.links.get_info(name.encode("utf-8") if isinstance(name, str) else name).type
+        typecode = group.id.links.get_info(_encode(name)).type
     except Exception as e:  # missing, or corrupt: h5py raises many types on corrupt files
         try:
-            present = name in group
+            present = _encode(name) in group
         except Exception as e2:
             raise UnreadableModel(f"corrupt HDF5 member '{name}': {e2}") from e2
         if not present:
@@ -83,9 +83,19 @@ def _get(group: h5py.Group, name: str) -> Any:
     if _link_kind(group, name) == "missing":
         return None
     try:
-        return group[name]
+        return group[_encode(name)]
     except Exception as e:
         raise UnreadableModel(f"corrupt HDF5 member '{name}': {e}") from e
+
+
+def _encode(name: str | bytes) -> bytes:
+    """A member name as HDF5 stores it: the inverse of _decode_name."""
+    if isinstance(name, bytes):
+        return name
+    try:
+        return name.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no decoded name holds (from a config): not found
+        return name.encode("utf-8", errors="surrogatepass")
 
 
 def get_member(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
@@ -153,12 +163,11 @@ def member_names(group: h5py.Group, budget: Budget) -> list[str]:
     return names
 
 
-def _decode_name(name: bytes) -> Any:
-    """As h5py's Group.keys() decodes a member name: UTF-8 text, else the raw bytes."""
-    try:
-        return name.decode("utf-8")
-    except UnicodeDecodeError:
-        return name
+def _decode_name(name: bytes) -> str:
+    """A name or string attribute as text, always a str: UTF-8, with bytes that are not UTF-8 kept as
+    lone surrogates (surrogateescape, as os.fsdecode does; _encode gives the bytes back). Escaping
+    them on output is the writers' job."""
+    return name.decode("utf-8", errors="surrogateescape")
 
 
 def subgroups(group: h5py.Group, budget: Budget) -> Iterator[tuple[str, h5py.Group]]:
@@ -232,7 +241,7 @@ def _strings(value: Any) -> list[str]:
     items = value.tolist() if hasattr(value, "tolist") else list(value)
     if not isinstance(items, list):
         items = [items]
-    return [i.decode("utf-8", errors="replace") if isinstance(i, bytes) else str(i) for i in items]
+    return [_decode_name(i) if isinstance(i, bytes) else str(i) for i in items]
 
 
 def dataset_meta(ds: h5py.Dataset) -> tuple[tuple[int, ...], str, int]:
@@ -244,8 +253,8 @@ def dataset_meta(ds: h5py.Dataset) -> tuple[tuple[int, ...], str, int]:
     except Exception as e:
         raise UnreadableModel(f"corrupt HDF5 dataset '{ds.name}': {e}") from e
     if isinstance(marked, bytes):
-        marked = marked.decode()
-    if marked == "bfloat16":
+        marked = marked.decode("utf-8", errors="replace")
+    if isinstance(marked, str) and marked == "bfloat16":  # not an array, a number, ...: no marker
         return shape, "bfloat16", 2
     name = dt.name if dt.kind != "O" else "object"
     if dt.kind == "S":

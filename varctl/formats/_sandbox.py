@@ -53,12 +53,22 @@ def _env_number(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
-def call(fn: Callable[..., T], *args: Any, label: str = "the file", **kwargs: Any) -> T:
+def call(
+    fn: Callable[..., T],
+    *args: Any,
+    label: str = "the file",
+    timeout_s: float | None = None,
+    memory_mb: float | None = None,
+    tune: str | None = None,
+    **kwargs: Any,
+) -> T:
     """`fn(*args, **kwargs)` in a forked child; its result or exception, as if called here.
 
     Args:
         fn: a reader; it must return picklable plain data (our dataclasses, builtins).
         label: how error messages name the input ("the file", "'m.h5'").
+        timeout_s, memory_mb: limits instead of VARCTL_READ_TIMEOUT / VARCTL_READ_MEMORY_MB;
+            `tune` then names the settings that change them (the hint of a refusal).
 
     Raises:
         whatever `fn` raised (type, message and hint kept); UnreadableModel if the child died
@@ -66,7 +76,8 @@ def call(fn: Callable[..., T], *args: Any, label: str = "the file", **kwargs: An
     """
     if not enabled():
         return fn(*args, **kwargs)
-    timeout = _env_number("VARCTL_READ_TIMEOUT", DEFAULT_TIMEOUT_S)
+    timeout = timeout_s or _env_number("VARCTL_READ_TIMEOUT", DEFAULT_TIMEOUT_S)
+    memory = memory_mb or _env_number("VARCTL_READ_MEMORY_MB", DEFAULT_MEMORY_MB)
     r, w = os.pipe()
     try:
         pid = os.fork()
@@ -76,7 +87,7 @@ def call(fn: Callable[..., T], *args: Any, label: str = "the file", **kwargs: An
         return fn(*args, **kwargs)
     if pid == 0:  # pragma: no cover - runs in the child, which never returns
         os.close(r)
-        _child(w, fn, args, kwargs)
+        _child(w, fn, args, kwargs, memory, tune)
     os.close(w)
     reaped = False
     try:
@@ -97,7 +108,7 @@ def call(fn: Callable[..., T], *args: Any, label: str = "the file", **kwargs: An
         raise UnsafeFile(
             f"reading {label} took longer than {timeout:g} s (refused: a malformed HDF5 file can make "
             "the HDF5 library loop)",
-            hint="if the file is sound but huge, raise VARCTL_READ_TIMEOUT (seconds)",
+            hint=tune or "if the file is sound but huge, raise VARCTL_READ_TIMEOUT (seconds)",
         )
     if too_big:
         raise UnsafeFile(f"reading {label} produced more than {MAX_RESULT_BYTES // 2**20} MiB of metadata")
@@ -139,7 +150,14 @@ def _collect(r: int, deadline: float) -> tuple[bytes, bool, bool]:
         chunks.append(chunk)
 
 
-def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _child(
+    w: int,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    memory: float,
+    tune: str | None,
+) -> None:
     """Run `fn` and write its pickled outcome to `w`; always ends the process with os._exit."""
     code = 0
     try:
@@ -152,12 +170,12 @@ def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 2)
             os.close(null)
-        _limit_memory()
+        _limit_memory(memory)
         try:
             outcome: tuple[str, Any] = ("ok", fn(*args, **kwargs))
         except MemoryError:
-            limit = int(_env_number("VARCTL_READ_MEMORY_MB", DEFAULT_MEMORY_MB))
-            outcome = ("error", UnsafeFile(f"reading it needs more than {limit:,} MiB of memory (refused)"))
+            message = f"reading it needs more than {int(memory):,} MiB of memory (refused)"
+            outcome = ("error", UnsafeFile(message, hint=tune))
         except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
             if debug:
                 traceback.print_exc()
@@ -172,8 +190,8 @@ def _child(w: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
         os._exit(code)
 
 
-def _limit_memory() -> None:
-    """Cap the child's address space at the parent's plus VARCTL_READ_MEMORY_MB."""
+def _limit_memory(memory_mb: float) -> None:
+    """Cap the child's address space at the parent's plus `memory_mb`."""
     if resource is None:
         return
     try:
@@ -182,7 +200,7 @@ def _limit_memory() -> None:
             pages = int(os.read(fd, 100).split()[0])
         finally:
             os.close(fd)
-        extra = int(_env_number("VARCTL_READ_MEMORY_MB", DEFAULT_MEMORY_MB)) * 2**20
+        extra = int(memory_mb * 2**20)
         limit = pages * os.sysconf("SC_PAGE_SIZE") + extra
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY:
