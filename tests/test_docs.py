@@ -26,7 +26,13 @@ import gen_cli_docs  # noqa: E402
 
 README = ROOT / "README.md"
 CLI_MD = ROOT / "docs" / "cli.md"
-ENV = {"NO_COLOR": "1", "COLUMNS": "120", "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "GITHUB_STEP_SUMMARY": None}
+ENV = {
+    "NO_COLOR": "1",
+    "COLUMNS": "120",
+    "FORCE_COLOR": None,
+    "TTY_COMPATIBLE": None,
+    "GITHUB_STEP_SUMMARY": None,
+}
 COMMANDS = gen_cli_docs.commands()
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "CONTRIBUTING.md"]
 
@@ -192,5 +198,38 @@ def test_shell_examples_use_real_commands_and_options(page):
             name, rest = found.group(1), re.split(r"\||&&|;|#|>", found.group(2))[0]
             assert name in COMMANDS, f"{page.name}: unknown command in {line!r}"
             words = shlex.split(rest.replace("$", ""))
-            unknown = [w.split("=")[0] for w in words if w.startswith("-") and w.split("=")[0] not in _options(name)]
+            unknown = [
+                w.split("=")[0] for w in words if w.startswith("-") and w.split("=")[0] not in _options(name)
+            ]
             assert not unknown, f"{page.name}: {line!r} uses options varctl {name} does not have: {unknown}"
+
+
+# -- JSON reference ---------------------------------------------------------------------------------
+
+
+def _keys(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in _keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in _keys(v)}
+    return set()
+
+
+def test_json_md_documents_every_schema_and_key_the_goldens_hold():
+    """Each key of each golden JSON output is named (in backticks) in its schema's section of
+    docs/json.md, or in the varctl.list/1 section that the other schemas refer to."""
+    import json
+
+    doc = _text(ROOT / "docs" / "json.md")
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "tests" / "golden").glob("*.json")):
+        data = json.loads(_text(path))
+        for obj in data if isinstance(data, list) else [data]:
+            found.setdefault(obj["schema"], set()).update(_keys(obj))
+    assert len(found) == 6, sorted(found)
+    list_section = _section(doc, "`varctl.list/1`")
+    for schema, keys in found.items():
+        section = _section(doc, f"`{schema}`") + list_section
+        named = set(re.findall(r"`[^`\n]*`", section))
+        missing = [k for k in keys if not any(re.search(rf"\b{re.escape(k)}\b", n) for n in named)]
+        assert not missing, f"docs/json.md does not document {missing} of {schema}"
