@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import sys
@@ -181,11 +182,12 @@ def test_console_examples_print_what_the_page_shows(page, tmp_path, monkeypatch,
     assert text == fresh, f"{page.name}: a console example prints something else now (--update-golden)"
 
 
-def _options(name: str) -> set[str]:
+@functools.cache
+def _options(name: str) -> frozenset[str]:
     import typer.main
 
     command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
-    return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)} | {"--help"}
+    return frozenset({opt for p in command.params for opt in (*p.opts, *p.secondary_opts)} | {"--help"})
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
