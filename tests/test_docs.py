@@ -126,17 +126,29 @@ def _links(page: Path) -> list[str]:
     return [a or b for a, b in LINK.findall(text)]
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the page's headings: lower case, punctuation dropped, spaces as '-'."""
+    text = re.sub(r"^```.*?^```$", "", _text(page), flags=re.M | re.S)
+    return {
+        re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.*)$", text, re.M)
+    }
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
     missing = []
     for target in _links(page):
-        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-            continue  # a URL, or an anchor in the same page
-        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):
+            continue  # a URL
+        file, _, anchor = target.partition("#")
+        path = (page.parent / file).resolve() if file else page
         rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
-        if not path.exists() and rel not in COMING:
+        if rel in COMING:
+            continue
+        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in _anchors(path)):
             missing.append(target)
-    assert not missing, f"{page.name} links to missing files: {missing}"
+    assert not missing, f"{page.name} links to missing files or headings: {missing}"
 
 
 def test_the_allow_list_holds_only_missing_pages():
