@@ -247,3 +247,42 @@ def test_json_md_documents_every_schema_and_key_the_goldens_hold():
         named = set(re.findall(r"`[^`\n]*`", section))
         missing = [k for k in keys if not any(re.search(rf"\b{re.escape(k)}\b", n) for n in named)]
         assert not missing, f"docs/json.md does not document {missing} of {schema}"
+
+
+JSON_EXAMPLE = re.compile(r"^`(varctl [^`]+)`[^\n]*:\n\n```json\n(.*?)^```$", re.M | re.S)
+# The file the README's tour writes, which docs/json.md's diff example reads.
+FINETUNE = "varctl unfreeze sample_models/transfer_learning.keras -p block_16* --keep-batchnorm-frozen -o finetune.keras"
+
+
+def _is_excerpt(example: object, actual: object, where: str = "") -> None:
+    """`example` is `actual` with some list tails cut (`...`): same keys in the same order, same values."""
+    if isinstance(example, dict):
+        assert isinstance(actual, dict), where
+        assert list(example) == [k for k in actual if k in example], f"{where}: keys or their order"
+        for key, value in example.items():
+            _is_excerpt(value, actual[key], f"{where}.{key}")
+    elif isinstance(example, list):
+        cut = bool(example) and example[-1] == "..."
+        shown = example[:-1] if cut else example
+        assert isinstance(actual, list), where
+        assert len(shown) < len(actual) if cut else len(shown) == len(actual), f"{where}: length"
+        for i, (e, a) in enumerate(zip(shown, actual[: len(shown)], strict=True)):
+            _is_excerpt(e, a, f"{where}[{i}]")
+    else:
+        assert example == actual, f"{where}: {example!r} != {actual!r}"
+
+
+def test_json_md_examples_are_excerpts_of_real_output(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sample_models").symlink_to(ROOT / "sample_models")
+    run = CliRunner().invoke
+    assert run(app, shlex.split(FINETUNE)[1:], env=ENV).exit_code == 0
+    examples = JSON_EXAMPLE.findall(_text(ROOT / "docs" / "json.md"))
+    assert len(examples) == 6
+    for command, block in examples:
+        result = run(app, shlex.split(command)[1:], env=ENV, prog_name="varctl")
+        assert result.exit_code in (0, 1), (command, result.output)
+        example = json.loads(re.sub(r",(\s*)\.\.\.", r',\1"..."', block))
+        _is_excerpt(example, json.loads(result.stdout), command)
