@@ -81,10 +81,14 @@ ValuesOpt = Annotated[
 AtolOpt = Annotated[
     float,
     typer.Option(
-        "--atol", min=0.0, help="With --values: elements within this absolute difference are equal."
+        "--atol",
+        min=0.0,
+        metavar="X",
+        help="With --values: elements within this absolute difference are equal.",
     ),
 ]
-SideArg = Annotated[str, typer.Argument(help="A model file (.keras or legacy .h5).", show_default=False)]
+ArgA = Annotated[str, typer.Argument(metavar="A", help="The model to compare from.", show_default=False)]
+ArgB = Annotated[str, typer.Argument(metavar="B", help="The model to compare to.", show_default=False)]
 
 
 @handle_errors
@@ -136,8 +140,8 @@ def check(
 
 @handle_errors
 def diff(
-    a: SideArg,
-    b: SideArg,
+    a: ArgA,
+    b: ArgB,
     values: ValuesOpt = False,
     atol: AtolOpt = 0.0,
     fmt: CIFormatOpt = CIFormat.table,
