@@ -41,10 +41,8 @@ PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "CONTRIBUTING.md"
 # this list at merge, after which every relative link must resolve.
 COMING = {
     "docs/editing.md",
-    "docs/values.md",
     "docs/formats.md",
     "docs/keras-hub.md",
-    "docs/quantization.md",
     "docs/architecture.md",
     "benchmarks/README.md",
 }
