@@ -200,11 +200,11 @@ def _read_static_unguarded(path: str, fileobj: IO[bytes] | None, for_edit: bool)
     if kind == "keras":
         from varctl.formats import keras_zip
 
-        return keras_zip.read(target, path, fileobj if target == path else None, for_edit=for_edit)
+        return keras_zip.read(target, path, fileobj if target == path else None, for_edit)
     if kind == "h5":
         from varctl.formats import legacy_h5
 
-        return legacy_h5.read(target, path, for_edit=for_edit)
+        return legacy_h5.read(target, path, for_edit)
     if kind == "weights":
         from varctl.formats import weights_h5
 
