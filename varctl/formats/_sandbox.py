@@ -133,7 +133,8 @@ def in_child(fn: Callable[..., T], *args: Any, what: str) -> T:
     except VarctlError as e:
         raise OutputError(f"cannot write {what}: {e.message}") from None
     except Exception as e:  # noqa: BLE001 - h5py/OS errors from the child: one line, exit 4
-        text = " ".join(str(e).split()) or type(e).__name__
+        errno = getattr(e, "errno", None)
+        text = os.strerror(errno) if errno else " ".join(str(e).split()) or type(e).__name__
         raise OutputError(f"cannot write {what}: {text}") from None
 
 
