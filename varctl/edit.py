@@ -110,6 +110,7 @@ class Plan:
 
 def plan(parsed: Parsed, request: EditRequest) -> Plan:
     """Choose the layers the request names and plan the change (raises UsageError on refusals)."""
+    formats.require_editable(parsed.info)
     selected = choose_layers(
         parsed.info,
         Selector(request.patterns, request.regex),
