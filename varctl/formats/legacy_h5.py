@@ -148,16 +148,22 @@ def _infer_from_optimizer(manifest: Manifest, info: ModelInfo) -> ModelInfo | No
     return slot_inference.infer_unknown_by_name(info, slot_inference.layout_for(entry), slots, key)
 
 
-def _owner(tree: Tree, top: Node, path: str) -> Node:
-    """The layer that owns a variable path, falling back to a unique name below `top`."""
+def _owner(tree: Tree, top: Node, path: str, names: dict[str, list[Node]]) -> Node:
+    """The layer that owns a variable path, falling back to a unique name below `top`.
+
+    `names`: the layers below `top` by name, filled on the first fallback (one walk per top-level
+    layer, not one per variable).
+    """
     layer_path = path.rsplit("/", 1)[0] if "/" in path else ""
     node = tree.find(layer_path)
     if node is not None:
         return node
     # Keras writes `variable.path`, which does not always spell the nesting (`d1/kernel` inside
-    # `base/block/d1`): match the innermost layer name below the top-level layer instead.
-    inner = layer_path.rsplit("/", 1)[-1]
-    matches = [n for n in top.walk() if n.name == inner]
+    # `base/block/d1`), or a name scope: match the innermost layer name below the top-level layer.
+    if not names:
+        for n in top.walk():
+            names.setdefault(n.name, []).append(n)
+    matches = names.get(layer_path.rsplit("/", 1)[-1], [])
     return matches[0] if len(matches) == 1 else top
 
 
@@ -167,10 +173,11 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
         top = tops.get(lname)
         if top is None:
             top = tree.add_generic_child(tree.root, lname, lname)
+        names: dict[str, list[Node]] = {}
         for wname, ds in weights:
             clean = wname.split(":")[0]  # Keras 2 files append `:0`
             path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
-            owner = _owner(tree, top, path)
+            owner = _owner(tree, top, path, names)
             vname = clean.rsplit("/", 1)[-1]
             tree.add_variable(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 
