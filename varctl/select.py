@@ -101,7 +101,9 @@ def choose_layers(
     return selected
 
 
-def first_layers(info: ModelInfo, count: int | None, upto: str | None, within_layer: str | None) -> list[Layer]:
+def first_layers(
+    info: ModelInfo, count: int | None, upto: str | None, within_layer: str | None
+) -> list[Layer]:
     """The Keras guide's `base_model.layers[:N]` (or up to a named layer), as Layers."""
     parent_path = None
     if within_layer is not None:

@@ -53,7 +53,9 @@ def _env_number(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
-def call(fn: Callable[..., T], *args: Any, label: str = "the file", verb: str = "reading", **kwargs: Any) -> T:
+def call(
+    fn: Callable[..., T], *args: Any, label: str = "the file", verb: str = "reading", **kwargs: Any
+) -> T:
     """`fn(*args, **kwargs)` in a forked child; its result or exception, as if called here.
 
     Args:

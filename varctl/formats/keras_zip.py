@@ -465,7 +465,9 @@ def write(parsed: Parsed, rewrite: Rewrite, tmp: str) -> None:
                 try:
                     with open(weights, "wb") as f, zin.open(info) as fin:
                         shutil.copyfileobj(fin, f, safe_write.COPY_CHUNK)
-                    in_child(_remap_slots, weights, rewrite.slots, what=f"the optimizer state ({WEIGHTS_MEMBER})")
+                    in_child(
+                        _remap_slots, weights, rewrite.slots, what=f"the optimizer state ({WEIGHTS_MEMBER})"
+                    )
                     _stream_copy(zin, zout, info, data=weights)
                 finally:
                     safe_write.unlink(weights)

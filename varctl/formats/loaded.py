@@ -452,7 +452,9 @@ def verify(path: str, trainable: list[str], shown_as: str | None = None) -> str:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import keras
     except ImportError as e:
-        raise UsageError("--verify needs Keras with a backend", hint="pip install 'varctl[tensorflow]'") from e
+        raise UsageError(
+            "--verify needs Keras with a backend", hint="pip install 'varctl[tensorflow]'"
+        ) from e
     shown = shown_as or path
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
