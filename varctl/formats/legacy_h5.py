@@ -54,7 +54,7 @@ class Manifest:
     slot_names: list[str] | None = None  # `optimizer_weights` weight_names (scanned for custom layers)
 
 
-def read_config(h5: h5py.File) -> Any:
+def _read_config(h5: h5py.File) -> Any:
     text = _h5safe.str_attr(h5, MODEL_CONFIG)
     if text is None:
         raise UnreadableModel(
@@ -73,7 +73,7 @@ def read_config(h5: h5py.File) -> Any:
 def read(path: str, source: str, for_edit: bool = False) -> Parsed:
     """Read a legacy `.h5` model once (args as keras_zip.read)."""
     with _open(path) as h5:
-        config = read_config(h5)
+        config = _read_config(h5)
         tree = Tree(config)
         weights = _h5safe.get_group(h5, MODEL_WEIGHTS)
         if weights is None:
