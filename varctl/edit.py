@@ -22,7 +22,7 @@ from varctl import formats, optimizer_state, safe_write
 from varctl.errors import UsageError
 from varctl.formats import Parsed, Rewrite
 from varctl.formats.loaded import VerificationFailed, verify
-from varctl.model import Layer, ModelFormat, ModelInfo
+from varctl.model import Layer, ModelInfo
 from varctl.optimizer_state import OptimizerState, Outcome
 from varctl.select import Selector, choose_layers, within
 
@@ -39,12 +39,6 @@ __all__ = [
 ]
 
 OPTIMIZER_STATE_MODES = ("remap", "drop", "keep")
-
-# What Keras logs when it loads a legacy .h5 model saved without a training configuration.
-H5_NOT_COMPILED = (
-    "Keras logs 'No training configuration found in the save file, so the model was *not* "
-    "compiled. Compile it manually.' when it loads this .h5 file: call model.compile(...) before fit"
-)
 
 
 @dataclass(frozen=True)
@@ -202,8 +196,7 @@ def plan_freeze(
     if not trainable:
         _check_frozen(after, roots)
     outcome, notes = _optimizer(parsed, info, after, config, optimizer_state)
-    if parsed.format is ModelFormat.H5:
-        formats.check_rewrite(parsed, after)  # the legacy weight reorder, refused now if unsafe
+    formats.editor(parsed).check_rewrite(parsed, after)  # the writer's refusals (.h5 reorder), now
     order = {l.path: i for i, l in enumerate(info.layers)}
     ordered = tuple(c for _, c in sorted(changes.items(), key=lambda kv: order.get(kv[0], -1)))
     if trainable:
@@ -239,23 +232,17 @@ def _optimizer(
     parsed: Parsed, before: ModelInfo, after: ModelInfo, config: Any, mode: str
 ) -> tuple[Outcome, list[str]]:
     """The optimizer outcome and the notes that say what Keras will do with the output."""
-    h5 = parsed.format is ModelFormat.H5
-    compiled = formats.compiled(parsed)
-    changed = [v.path for v in before.variables if v.trainable] != [
-        v.path for v in after.variables if v.trainable
-    ]
-    if not compiled:
-        return Outcome(), [H5_NOT_COMPILED] if h5 else []
-    if not changed:
+    fmt = formats.editor(parsed)
+    uncompiled = [fmt.UNCOMPILED_OUTPUT] if fmt.WARNS_WHEN_UNCOMPILED else []
+    if not fmt.compiled(parsed):
+        return Outcome(), uncompiled
+    if [v.path for v in before.variables if v.trainable] == [v.path for v in after.variables if v.trainable]:
         return Outcome(), []
-    entry = (config.get("compile_config") or {}).get("optimizer") if isinstance(config, dict) else None
-    if h5:
-        entry = None  # legacy .h5 keeps its optimizer in `training_config`; not remapped
     outcome = optimizer_state.decide(
         mode,
-        remappable=parsed.format is ModelFormat.KERAS,
-        entry=entry,
-        saved=formats.saved_slots(parsed),
+        remappable=fmt.REMAPS_OPTIMIZER,
+        entry=fmt.optimizer_entry(config),
+        saved=fmt.saved_slots(parsed),
         before=before,
         after=after,
     )
@@ -273,10 +260,9 @@ def _optimizer(
     if isinstance(config, dict):
         config.pop("compile_config", None)
     why = f" (could not remap: {outcome.why_not_remapped})" if outcome.why_not_remapped else ""
-    loads = H5_NOT_COMPILED if h5 else "Keras loads the output uncompiled: call model.compile(...) before fit"
     return outcome, [
         "the trainable set changed, so the saved optimizer state no longer matches it: dropped it "
-        f"with the compile settings{why}. {loads}"
+        f"with the compile settings{why}. {fmt.UNCOMPILED_OUTPUT}"
     ]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Parsed",
     "Rewrite",
     "describe",
+    "editor",
     "identify",
     "interpret",
     "open_model",
@@ -110,28 +111,12 @@ def write(parsed: Parsed, rewrite: Rewrite, tmp: str) -> None:
     _module(parsed.format).write(parsed, rewrite, tmp)
 
 
-def check_rewrite(parsed: Parsed, after: ModelInfo) -> None:
-    """Every refusal the format's writer would make, made now (so a dry run refuses it too)."""
-    if parsed.format is ModelFormat.H5:
-        from varctl.formats import legacy_h5
-
-        legacy_h5.weight_order(parsed.info, after)
-
-
-def compiled(parsed: Parsed) -> bool:
-    """Was the model saved compiled (with optimizer state)?"""
-    if parsed.format is ModelFormat.KERAS:
-        return isinstance(parsed.config, dict) and parsed.config.get("compile_config") is not None
-    if parsed.format is ModelFormat.H5:
-        from varctl.formats import legacy_h5
-
-        return legacy_h5.compiled(parsed)
-    return False
-
-
-def saved_slots(parsed: Parsed) -> Any:
-    """(shape, dtype) of each saved optimizer slot in order, when the format keeps them (.keras)."""
-    return getattr(parsed.manifest, "slots", None) if parsed.format is ModelFormat.KERAS else None
+def editor(parsed: Parsed) -> Any:
+    """The format module of an editable input: its `compiled`, `saved_slots`, `optimizer_entry`,
+    `check_rewrite` (the writer's refusals, made while planning) and what Keras does with an
+    uncompiled output (`UNCOMPILED_OUTPUT`, `WARNS_WHEN_UNCOMPILED`, `REMAPS_OPTIMIZER`)."""
+    require_editable(parsed.info)
+    return _module(parsed.format)
 
 
 @contextlib.contextmanager

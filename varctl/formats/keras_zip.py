@@ -534,3 +534,30 @@ def _stream_copy(
             big = out_info.file_size > 0x7FFFFFFF
         with zout.open(out_info, "w", force_zip64=big) as fout:
             shutil.copyfileobj(fin, fout, safe_write.COPY_CHUNK)
+
+
+# -- what an editor needs to know about this format ------------------------------------------------
+
+REMAPS_OPTIMIZER = True  # `optimizer/vars/<i>` is positional: slots can be moved to a new trainable set
+# What Keras does with an output saved without compile settings (it says nothing for .keras).
+UNCOMPILED_OUTPUT = "Keras loads the output uncompiled: call model.compile(...) before fit"
+WARNS_WHEN_UNCOMPILED = False
+
+
+def compiled(parsed: Parsed) -> bool:
+    """Was the model saved compiled (compile_config, and so optimizer state)?"""
+    return isinstance(parsed.config, dict) and parsed.config.get("compile_config") is not None
+
+
+def optimizer_entry(config: Any) -> Any:
+    """The serialized optimizer in a config (None when not compiled)."""
+    return (config.get("compile_config") or {}).get("optimizer") if isinstance(config, dict) else None
+
+
+def saved_slots(parsed: Parsed) -> Slots | None:
+    """(shape, dtype) of each saved `optimizer/vars/<i>`, scanned by read(for_edit=True)."""
+    return parsed.manifest.slots if isinstance(parsed.manifest, Manifest) else None
+
+
+def check_rewrite(parsed: Parsed, after: ModelInfo) -> None:
+    """Refusals write() would make: none (config.json is rewritten whole, weights by name)."""

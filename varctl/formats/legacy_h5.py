@@ -189,9 +189,34 @@ def _open(path: str) -> h5py.File:
         raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
 
 
+# -- what an editor needs to know about this format ------------------------------------------------
+
+REMAPS_OPTIMIZER = False  # slots are named per variable, and Keras 2 and 3 keep them differently
+# What Keras (2 and 3) logs when it loads a .h5 model saved without a training configuration.
+UNCOMPILED_OUTPUT = (
+    "Keras logs 'No training configuration found in the save file, so the model was *not* "
+    "compiled. Compile it manually.' when it loads this .h5 file: call model.compile(...) before fit"
+)
+WARNS_WHEN_UNCOMPILED = True
+
+
 def compiled(parsed: Parsed) -> bool:
     """Was the model saved compiled (a `training_config`, and so optimizer state)?"""
     return isinstance(parsed.manifest, Manifest) and parsed.manifest.training_config is not None
+
+
+def optimizer_entry(config: Any) -> Any:
+    """None: the optimizer of a .h5 model is in `training_config`, which is never remapped."""
+    return None
+
+
+def saved_slots(parsed: Parsed) -> None:
+    return None
+
+
+def check_rewrite(parsed: Parsed, after: ModelInfo) -> None:
+    """Refusals write() would make: the positional weight reorder (UsageError when unsafe)."""
+    weight_order(parsed.info, after)
 
 
 @contextmanager
