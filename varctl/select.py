@@ -2,14 +2,17 @@
 
 A pattern without `/` matches a layer's own name at any depth; a pattern with `/` matches the
 layer's full path. Globs by default (fnmatch, case-sensitive), regular expressions with --regex
-(full match). Selecting a layer selects everything inside it.
+(full match). Selecting a layer selects everything inside it (`within`).
+
+choose_layers/first_layers turn freeze/unfreeze's options (--pattern, --first/--upto/--in, --all)
+into layers.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -57,12 +60,68 @@ class Selector:
         if not self.patterns:
             return list(info.variables)
         chosen = {l.path for l in self.layers(info)}
-        return [v for v in info.variables if _inside(v.layer, chosen)]
+        return [v for v in info.variables if within(v.layer, chosen)]
 
 
-def _inside(layer_path: str, chosen: set[str]) -> bool:
-    parts = layer_path.split("/")
-    return any("/".join(parts[: i + 1]) in chosen for i in range(len(parts)))
+def within(layer_path: str, roots: Collection[str]) -> bool:
+    """Is the layer at `layer_path` one of `roots` or inside one of them? (THE "is inside" rule:
+    `base/conv` is inside `base`; `base_2` is not.) Pass a set for many roots: one lookup per level."""
+    if not isinstance(roots, (set, frozenset, dict)):
+        roots = set(roots)
+    if layer_path in roots:
+        return True
+    cut = layer_path.find("/")
+    while cut != -1:
+        if layer_path[:cut] in roots:
+            return True
+        cut = layer_path.find("/", cut + 1)
+    return False
+
+
+def choose_layers(
+    info: ModelInfo,
+    selector: Selector,
+    *,
+    first: int | None,
+    upto: str | None,
+    within_layer: str | None,
+    all_layers: bool,
+    action: str,
+) -> list[Layer]:
+    """The layers a freeze/unfreeze names: patterns, --first/--upto (of --in), or --all."""
+    if selector.patterns and (missing := selector.unmatched([info])):
+        raise no_match_error(missing, [info])
+    if all_layers:
+        return [l for l in info.layers if l.parent is None]
+    selected = selector.layers(info)
+    if first is not None or upto is not None:
+        selected += first_layers(info, first, upto, within_layer)
+    if not selected:
+        raise UsageError(f"{action}: say what to change with --pattern, --first/--upto or --all")
+    return selected
+
+
+def first_layers(
+    info: ModelInfo, count: int | None, upto: str | None, within_layer: str | None
+) -> list[Layer]:
+    """The Keras guide's `base_model.layers[:N]` (or up to a named layer), as Layers."""
+    parent_path = None
+    if within_layer is not None:
+        matches = [l for l in info.layers if l.path == within_layer or l.name == within_layer]
+        if len(matches) != 1:
+            raise UsageError(f"--in '{within_layer}' names {'no' if not matches else 'more than one'} layer")
+        parent_path = matches[0].path
+    children = [l for l in info.layers if l.parent == parent_path and l.index is not None]
+    children.sort(key=lambda l: l.index or 0)
+    if upto is not None:
+        names = [l.name for l in children]
+        if upto not in names:
+            where = f"'{within_layer}'" if within_layer else "the model"
+            raise UsageError(f"--upto '{upto}' is not a layer of {where}")
+        return children[: names.index(upto) + 1]
+    if count is None or count < 0:
+        raise UsageError("--first needs a count of 0 or more")
+    return children[:count]
 
 
 def filter_trainable(variables: list[Variable], trainable: bool | None) -> list[Variable]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from varctl.formats import _h5safe, _sandbox
 from varctl.model import ModelFormat, ModelInfo, Variable
 
 CHUNK_BYTES = 16 * 1024 * 1024
-_WEIGHTS_MEMBER = "model.weights.h5"  # keras_zip._VARS_FILENAME_H5
 
 Index = tuple[Any, ...]
 T = TypeVar("T")
@@ -203,27 +201,9 @@ class ValueReader:
             )
 
     def _open(self) -> h5py.Group:
-        path = self.info.source
-        if self.info.format == "keras":
-            from varctl.formats import keras_zip
+        from varctl.formats import open_values  # the format module knows where the values live
 
-            try:
-                zf = self._stack.enter_context(zipfile.ZipFile(path))
-            except (zipfile.BadZipFile, OSError) as e:
-                raise UnreadableModel(f"cannot open '{path}': {e}") from e
-            members = keras_zip.check_members(zf)
-            if _WEIGHTS_MEMBER not in members:
-                raise UnreadableModel(f"cannot open '{path}': no {_WEIGHTS_MEMBER} inside the archive")
-            return self._stack.enter_context(keras_zip.open_weights(path, zf, members[_WEIGHTS_MEMBER]))
-        if self.info.format in ("h5", "weights"):  # plain HDF5: legacy model or weights-only file
-            try:
-                return self._stack.enter_context(h5py.File(path, "r", locking=False))
-            except Exception as e:
-                raise UnreadableModel(f"cannot open '{path}': not a readable HDF5 file ({e})") from e
-        raise UnsupportedFormat(
-            f"{path}: varctl cannot read the values of a '{self.info.format}' model yet",
-            hint="values (stats, check --finite, diff --values) are read from .keras and .h5 files",
-        )
+        return self._stack.enter_context(open_values(self.info))
 
     def dataset(self, variable: Variable) -> h5py.Dataset:
         """The variable's dataset, reached one hard link at a time, checked like the readers do and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from varctl import out
 from varctl.commands._options import (
@@ -21,7 +22,6 @@ from varctl.commands._options import (
     VerifyOpt,
     WithinOpt,
     handle_errors,
-    open_or_fail,
 )
 from varctl.render import Format
 
@@ -45,12 +45,10 @@ def _edit(
     verify: bool,
     fmt: Format,
 ) -> None:
-    """The shared core of freeze and unfreeze."""
-    from varctl import edit, views
+    """The shared core of freeze and unfreeze: read once, plan, write (unless --dry-run)."""
+    from varctl import edit, safe_write, views
     from varctl.errors import UsageError
-    from varctl.formats import require_editable
     from varctl.render import render
-    from varctl.select import Selector
 
     if output and in_place:
         raise UsageError("give either -o/--output or --in-place, not both")
@@ -59,31 +57,26 @@ def _edit(
             f"{action} needs -o OUT or --in-place (or --dry-run to preview)",
             hint=f"varctl {action} {model} --pattern '...' -o edited.keras",
         )
-    if optimizer_state not in edit.OPTIMIZER_STATE_MODES:
-        raise UsageError(f"--optimizer-state must be one of {', '.join(edit.OPTIMIZER_STATE_MODES)}")
+    request = edit.EditRequest(
+        action=action, trainable=trainable, patterns=tuple(pattern or ()), regex=regex,
+        all_layers=all_layers, first=first, upto=upto, within=within,
+        keep_batchnorm_frozen=keep_batchnorm_frozen, optimizer_state=optimizer_state,
+    )  # fmt: skip
     target = model if in_place else output
+    if target and not dry_run:
+        safe_write.check_target(target)  # a device, FIFO or directory: refused before any work
     verified: list[str] = []
-    with contextlib.nullcontext() if dry_run else edit.locked(model) as guard:
-        info = open_or_fail(model)
-        require_editable(info)
-        selected = edit.choose_layers(
-            info, Selector(tuple(pattern or ()), regex), first=first, upto=upto, within=within,
-            all_layers=all_layers, action=action,
-        )  # fmt: skip
-        plan = edit.plan_freeze(
-            info, selected, trainable=trainable, whole_model=all_layers, path=model,
-            keep_batchnorm_frozen=keep_batchnorm_frozen, optimizer_state=optimizer_state,
-        )  # fmt: skip
-
+    with contextlib.nullcontext() if dry_run else safe_write.locked(model) as guard:
+        plan = edit.plan(_read_for_edit(model), request)
         if guard is not None and target:
             held = guard
 
             def check(tmp: str) -> None:  # runs on the finished temp file, before the rename
                 held.check_unchanged()
                 if verify:
-                    verified.append(edit.verify(plan, tmp, shown_as=target))
+                    verified.append(edit.verify_plan(plan, tmp, shown_as=target))
 
-            edit.apply(plan, model, target, check=check)
+            edit.apply(plan, target, check=check)
     for note in plan.notes:
         out.message("note", note)
     render([views.plan_report(plan, action=action, output=None if dry_run else target, dry_run=dry_run)], fmt)
@@ -93,6 +86,17 @@ def _edit(
         )
     for line in verified:
         out.message("info", line)
+
+
+def _read_for_edit(path: str) -> Any:
+    """The input, read once (metadata, config and manifest), with its name in front of errors."""
+    from varctl.errors import UnreadableModel
+    from varctl.formats import read_model
+
+    try:
+        return read_model(path, for_edit=True)
+    except UnreadableModel as e:
+        raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
 
 
 @handle_errors

@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from varctl.errors import UnreadableModel, UnsafeFile
+from varctl.errors import OutputError, UnreadableModel, UnsafeFile, VarctlError
 
 try:  # imported here, not in the child: the child imports nothing
     import resource
@@ -57,6 +57,7 @@ def call(
     fn: Callable[..., T],
     *args: Any,
     label: str = "the file",
+    verb: str = "reading",
     timeout_s: float | None = None,
     memory_mb: float | None = None,
     tune: str | None = None,
@@ -106,19 +107,20 @@ def call(
             os.waitpid(pid, 0)
     if timed_out:
         raise UnsafeFile(
-            f"reading {label} took longer than {timeout:g} s (refused: a malformed HDF5 file can make "
+            f"{verb} {label} took longer than {timeout:g} s (refused: a malformed HDF5 file can make "
             "the HDF5 library loop)",
             hint=tune or "if the file is sound but huge, raise VARCTL_READ_TIMEOUT (seconds)",
         )
     if too_big:
-        raise UnsafeFile(f"reading {label} produced more than {MAX_RESULT_BYTES // 2**20} MiB of metadata")
+        raise UnsafeFile(f"{verb} {label} produced more than {MAX_RESULT_BYTES // 2**20} MiB of metadata")
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         if sig == signal.SIGINT:
             raise KeyboardInterrupt
         raise UnreadableModel(
-            f"the HDF5 library crashed while reading {label} ({name}): the file is malformed",
+            f"the HDF5 library crashed while {verb} {label} ({name})"
+            + (": the file is malformed" if verb == "reading" else ""),
             hint="set VARCTL_NO_SANDBOX=1 to read it in-process (for debugging only)",
         )
     if not data:
@@ -128,6 +130,24 @@ def call(
     if kind == "error":
         raise value
     return value  # type: ignore[no-any-return]
+
+
+def in_child(fn: Callable[..., T], *args: Any, what: str) -> T:
+    """Run an HDF5 *write* `fn(*args)` in a forked child: whatever goes wrong there (an exception,
+    a crash of the HDF5 library on a full disk, a hang) is one OutputError (exit 4) here.
+
+    The caller owns the files `fn` writes and removes them on failure (a killed child cannot).
+    """
+    try:
+        return call(fn, *args, label=f"'{what}'", verb="writing")
+    except (OutputError, KeyboardInterrupt):
+        raise
+    except VarctlError as e:
+        raise OutputError(f"cannot write {what}: {e.message}") from None
+    except Exception as e:  # noqa: BLE001 - h5py/OS errors from the child: one line, exit 4
+        errno = getattr(e, "errno", None)
+        text = os.strerror(errno) if errno else " ".join(str(e).split()) or type(e).__name__
+        raise OutputError(f"cannot write {what}: {text}") from None
 
 
 def _collect(r: int, deadline: float) -> tuple[bytes, bool, bool]:

@@ -16,7 +16,8 @@ from typing import Any
 from varctl.errors import UnreadableModel
 from varctl.formats import generic
 from varctl.formats._tf import import_tensorflow
-from varctl.model import Cause, ModelInfo, Variable
+from varctl.formats.parsed import Parsed
+from varctl.model import Cause, Variable
 
 # The last 8 bytes of a tensor-bundle index (a LevelDB-style table): kTableMagicNumber.
 INDEX_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
@@ -73,7 +74,7 @@ def prefix_from_state(state: str) -> str | None:
     return prefix if is_index(prefix + ".index") else None
 
 
-def read(prefix: str, source: str) -> ModelInfo:
+def read(prefix: str, source: str) -> Parsed:
     """List a TensorFlow checkpoint (needs TensorFlow)."""
     tf = import_tensorflow("reading a TensorFlow checkpoint")
     notes = [
@@ -81,13 +82,16 @@ def read(prefix: str, source: str) -> ModelInfo:
         "non-trainable in the totals)"
     ]
     variables = list_variables(tf, prefix, notes)
-    return generic.info(
-        source=source,
-        fmt="checkpoint",
-        name=os.path.basename(prefix),
-        class_name="Checkpoint",
-        variables=variables,
-        warnings=notes,
+    return Parsed(
+        generic.info(
+            source=source,
+            fmt="checkpoint",
+            name=os.path.basename(prefix),
+            class_name="Checkpoint",
+            variables=variables,
+            warnings=notes,
+        ),
+        prefix,
     )
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from varctl.formats import _layout
 from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 
 # Objects that hold training state, not model variables: a tf.train.Checkpoint's `optimizer` and
 # `save_counter`, and what a compiled Keras model tracks besides its layers (as the static reader).
-NOT_MODEL_STATE = frozenset(
-    {"optimizer", "save_counter", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
-)
+NOT_MODEL_STATE = _layout.NOT_MODEL_STATE | {"save_counter"}
 
 
 def left_out_note(n: int) -> str:

@@ -1,4 +1,13 @@
-"""Reader for Keras 3 `.keras` archives: config.json + model.weights.h5 read in place, metadata only.
+"""Keras 3 `.keras` archives: config.json + model.weights.h5, read in place (metadata only) and
+rewritten surgically.
+
+The format protocol (formats/__init__.py dispatches to it):
+- `read(path, source, fileobj=None, for_edit=False) -> Parsed`: one pass over the file (in the
+  sandbox): the config, the weights metadata as a manifest, the optimizer slots.
+- `interpret(config, manifest, source) -> ModelInfo`: pure; re-run by the editor on an edited config.
+- `open_values(path)`: the weights HDF5, opened for value reads.
+- `write(parsed, plan, tmp)`: a new archive with the edited config.json; every other member is
+  copied byte for byte (the weights are rewritten only to remap optimizer state).
 
 The weights HDF5 is a ZIP_STORED member, so it is opened through a read-only window on the outer
 file at the member's data offset: nothing is extracted, and no weight bytes are read.
@@ -6,34 +15,44 @@ file at the member's data offset: nothing is extracted, and no weight bytes are 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
 import json
 import os
+import shutil
 import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, Any
 
 import h5py
 
+from varctl import safe_write
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat
-from varctl.formats import _h5safe
+from varctl.formats import _h5safe, _manifest, slot_inference
+from varctl.formats._layout import (
+    CONFIG_MEMBER,
+    METADATA_MEMBER,
+    NOT_MODEL_STATE,
+    SHARDED_INDEX_MEMBER,
+    WEIGHTS_MEMBER,
+    WEIGHTS_NPZ_MEMBER,
+    name_key,
+    parse_json,
+)
+from varctl.formats._sandbox import in_child
 from varctl.formats.catalog import CONTAINER_CLASSES
+from varctl.formats.parsed import Parsed, Rewrite
 from varctl.formats.tree import Node, Tree, to_snake_case
 from varctl.model import ModelInfo
-
-_CONFIG_FILENAME = "config.json"
-_METADATA_FILENAME = "metadata.json"
-_VARS_FILENAME_H5 = "model.weights.h5"
-_VARS_FILENAME_NPZ = "model.weights.npz"
-_SHARDED_INDEX = "model.weights.json"
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a config of a 10,000-layer model is a few MB
 MAX_MEMBERS = 100_000
 MAX_COMPRESSED_WEIGHTS = 4 * 1024**3
-# Top-level groups that hold training state, not model variables.
-_NOT_MODEL_STATE = {"optimizer", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
+Slots = list[tuple[tuple[int, ...], str]]
 
 
 def read_json_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
@@ -50,19 +69,6 @@ def read_json_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
     if len(data) > MAX_JSON_BYTES:
         raise UnsafeFile(f"'{info.filename}' inflates past {MAX_JSON_BYTES:,} bytes (refused)")
     return parse_json(data, info.filename)
-
-
-def parse_json(data: bytes, what: str) -> Any:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UnreadableModel(f"'{what}' is not UTF-8 text") from e
-    try:
-        return json.loads(text)
-    except RecursionError as e:
-        raise UnsafeFile(f"'{what}' is nested too deeply (refused)") from e
-    except ValueError as e:
-        raise UnreadableModel(f"'{what}' is not valid JSON: {e}") from e
 
 
 class _Window(io.RawIOBase):
@@ -123,35 +129,34 @@ def _data_offset(f: IO[bytes], info: zipfile.ZipInfo, file_size: int) -> int:
 
 
 @contextmanager
-def open_weights(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[h5py.File]:
+def open_weights(raw: IO[bytes], zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[h5py.File]:
     """Open the weights HDF5 member in place (stored) or as a stream (compressed, slower)."""
-    with open(path, "rb") as raw:
-        if info.compress_type == zipfile.ZIP_STORED:
-            if info.file_size != info.compress_size:
-                raise UnsafeFile(
-                    f"'{info.filename}' is stored uncompressed but declares {info.file_size:,} bytes "
-                    f"for {info.compress_size:,} stored (refused: lying sizes)"
-                )
-            size = os.fstat(raw.fileno()).st_size
-            fileobj: Any = _Window(raw, _data_offset(raw, info, size), info.file_size)
-        else:
-            # A seekable stream; Keras itself never compresses this member. A deflated member can
-            # claim any size: past this it is refused rather than inflated.
-            if info.file_size > MAX_COMPRESSED_WEIGHTS:
-                raise UnsafeFile(
-                    f"'{info.filename}' is compressed and declares {info.file_size:,} bytes "
-                    f"(limit {MAX_COMPRESSED_WEIGHTS:,})",
-                    hint="re-save the model with Keras, which stores this member uncompressed",
-                )
-            fileobj = zf.open(info)
-        try:
-            h5 = h5py.File(fileobj, "r", locking=False)
-        except Exception as e:
-            raise UnreadableModel(f"'{info.filename}' is not a readable HDF5 file: {e}") from e
-        try:
-            yield h5
-        finally:
-            h5.close()  # before the window and outer file, or h5py may crash at exit
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.file_size != info.compress_size:
+            raise UnsafeFile(
+                f"'{info.filename}' is stored uncompressed but declares {info.file_size:,} bytes "
+                f"for {info.compress_size:,} stored (refused: lying sizes)"
+            )
+        size = os.fstat(raw.fileno()).st_size
+        fileobj: Any = _Window(raw, _data_offset(raw, info, size), info.file_size)
+    else:
+        # A seekable stream; Keras itself never compresses this member. A deflated member can
+        # claim any size: past this it is refused rather than inflated.
+        if info.file_size > MAX_COMPRESSED_WEIGHTS:
+            raise UnsafeFile(
+                f"'{info.filename}' is compressed and declares {info.file_size:,} bytes "
+                f"(limit {MAX_COMPRESSED_WEIGHTS:,})",
+                hint="re-save the model with Keras, which stores this member uncompressed",
+            )
+        fileobj = zf.open(info)
+    try:
+        h5 = h5py.File(fileobj, "r", locking=False)
+    except Exception as e:
+        raise UnreadableModel(f"'{info.filename}' is not a readable HDF5 file: {e}") from e
+    try:
+        yield h5
+    finally:
+        h5.close()  # before the window and outer file, or h5py may crash at exit
 
 
 def check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -167,98 +172,116 @@ def check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 
 
 @contextmanager
-def open_archive(path: str) -> Iterator[tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]]:
-    """The archive and its checked members; refuses anything that is not a Keras archive."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise UnreadableModel(f"not a valid zip archive ({e})") from e
-    except NotImplementedError as e:
-        raise UnsupportedFormat(f"zip archive uses an unsupported feature ({e})") from e
-    with zf:
-        members = check_members(zf)
-        if _CONFIG_FILENAME not in members:
-            raise UnreadableModel("not a Keras archive: no config.json inside the zip")
-        yield zf, members
+def open_archive(
+    path: str, fileobj: IO[bytes] | None = None
+) -> Iterator[tuple[IO[bytes], zipfile.ZipFile, dict[str, zipfile.ZipInfo]]]:
+    """The open file, the archive and its checked members; refuses anything not a Keras archive.
+
+    `fileobj`: the file, already open (the dispatcher sniffed it): it is not opened again.
+    """
+    with contextlib.ExitStack() as stack:
+        if fileobj is None:
+            try:
+                fileobj = stack.enter_context(open(path, "rb"))
+            except OSError as e:
+                raise UnreadableModel(e.strerror or str(e)) from e
+        try:
+            zf = zipfile.ZipFile(fileobj)
+        except zipfile.BadZipFile as e:
+            raise UnreadableModel(f"not a valid zip archive ({e})") from e
+        except NotImplementedError as e:
+            raise UnsupportedFormat(f"zip archive uses an unsupported feature ({e})") from e
+        with zf:
+            members = check_members(zf)
+            if CONFIG_MEMBER not in members:
+                raise UnreadableModel("not a Keras archive: no config.json inside the zip")
+            yield fileobj, zf, members
 
 
-def read_config(path: str) -> Any:
-    """config.json of a `.keras` archive, parsed."""
-    with open_archive(path) as (zf, members):
-        return read_json_member(zf, members[_CONFIG_FILENAME])
+def _weights_member(members: dict[str, zipfile.ZipInfo]) -> zipfile.ZipInfo:
+    if WEIGHTS_MEMBER in members:
+        return members[WEIGHTS_MEMBER]
+    if SHARDED_INDEX_MEMBER in members or WEIGHTS_NPZ_MEMBER in members:
+        raise UnsupportedFormat(
+            "sharded (model.weights.json) and .npz weight stores are not supported yet",
+            hint="re-save the model with model.save('model.keras') and no max_shard_size",
+        )
+    raise UnreadableModel("not a Keras archive: no model.weights.h5 inside the zip")
 
 
-def read(path: str, source: str, config: Any = None) -> ModelInfo:
-    """Read a `.keras` archive.
+@dataclass
+class Manifest:
+    """The raw scan of an archive: what interpret() needs besides the config."""
+
+    weights: _manifest.Group  # model.weights.h5 without its training-state groups
+    keras_version: str | None
+    slots: Slots | None = None  # (shape, dtype) of each `optimizer/vars/<i>`, when scanned
+
+
+def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: bool = False) -> Parsed:
+    """Read a `.keras` archive once: config, metadata, and the weights' metadata.
 
     Args:
         path: the file to open.
         source: the path as the user gave it (shown in reports).
-        config: an edited config to interpret instead of the archive's own (editors predict
-            the result of a change with it).
+        fileobj: `path`, already open (not opened again).
+        for_edit: also keep the config and the manifest (with the optimizer slots) for an editor.
     """
-    with open_archive(path) as (zf, members):
-        if config is None:
-            config = read_json_member(zf, members[_CONFIG_FILENAME])
+    with open_archive(path, fileobj) as (raw, zf, members):
+        config = read_json_member(zf, members[CONFIG_MEMBER])
         keras_version = None
-        if _METADATA_FILENAME in members:
-            meta = read_json_member(zf, members[_METADATA_FILENAME])
+        if METADATA_MEMBER in members:
+            meta = read_json_member(zf, members[METADATA_MEMBER])
             if isinstance(meta, dict) and meta.get("keras_version") is not None:
                 keras_version = str(meta["keras_version"])
         tree = Tree(config)
-        slots = None
-        if _VARS_FILENAME_H5 in members:
-            with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:
-                _Walker(tree).walk_root(h5)
-                if any(not n.known and n.variables for n in tree.root.walk()):
-                    slots = _optimizer_meta(h5)
-        elif _SHARDED_INDEX in members or _VARS_FILENAME_NPZ in members:
-            raise UnsupportedFormat(
-                "sharded (model.weights.json) and .npz weight stores are not supported yet",
-                hint="re-save the model with model.save('model.keras') and no max_shard_size",
-            )
-        else:
-            raise UnreadableModel("not a Keras archive: no model.weights.h5 inside the zip")
-        info = tree.finish(source=source, fmt="keras", keras_version=keras_version)
-        if slots is not None and isinstance(config, dict):
-            from varctl import optimizer
+        with open_weights(raw, zf, _weights_member(members)) as h5:
+            scanned = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
+            manifest = Manifest(scanned, keras_version)
+            _Walker(tree).walk(tree.root, scanned, "")
+            if for_edit or any(not n.known and n.variables for n in tree.root.walk()):
+                manifest.slots = _optimizer_meta(h5)
+    info = _finish(tree, config, manifest, source)
+    return Parsed(info, path, config, manifest) if for_edit else Parsed(info, path)
 
-            entry = (config.get("compile_config") or {}).get("optimizer")
-            info = optimizer.infer_unknown(info, optimizer.layout_for(entry), slots) or info
-        return info
+
+def interpret(config: Any, manifest: Manifest, source: str) -> ModelInfo:
+    """The ModelInfo of `config` over the scanned weights (pure: the file is not read)."""
+    tree = Tree(config)
+    _Walker(tree).walk(tree.root, manifest.weights, "")
+    return _finish(tree, config, manifest, source)
+
+
+def _finish(tree: Tree, config: Any, manifest: Manifest, source: str) -> ModelInfo:
+    info = tree.finish(source=source, fmt="keras", keras_version=manifest.keras_version)
+    if manifest.slots is not None and isinstance(config, dict) and any(not l.known for l in info.layers):
+        entry = (config.get("compile_config") or {}).get("optimizer")
+        info = slot_inference.infer_unknown(info, slot_inference.layout_for(entry), manifest.slots) or info
+    return info
 
 
 _UNREAD = object()
 
 
-def _name_key(attr: str) -> str:
-    """Keras visits private attributes last (saving_lib._name_key)."""
-    return f"~{attr}" if attr.startswith("_") else attr
-
-
 class _Walker:
-    """Walks model.weights.h5 in Keras's save order and attaches variables to tree nodes."""
+    """Walks the scanned model.weights.h5 in Keras's save order and attaches variables to nodes."""
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
-        self.budget = _h5safe.Budget()
 
-    def walk_root(self, h5: h5py.File) -> None:
-        self.walk(self.tree.root, h5, "")
-
-    def walk(self, node: Node, group: h5py.Group, prefix: str, vars_group: Any = _UNREAD) -> None:
+    def walk(self, node: Node, group: _manifest.Group, prefix: str, vars_group: Any = _UNREAD) -> None:
         if vars_group is _UNREAD:  # callers that opened it already pass it on: one open per group
-            vars_group = _h5safe.get_group(group, "vars")
+            vars_group = _manifest.get_group(group, "vars")
         if vars_group is not None:
             self._own_variables(node, vars_group, f"{prefix}vars")
-        names = _h5safe.member_names(group, self.budget)
+        names = _manifest.member_names(group)
         if node.list_children or (node.class_name in CONTAINER_CLASSES and node.spec is None and node.known):
-            layers_group = _h5safe.get_group(group, "layers")
+            layers_group = _manifest.get_group(group, "layers")
             self._container(node, layers_group, f"{prefix}layers/")
             names = [n for n in names if n != "layers"]
-        skip = {"vars"} | (_NOT_MODEL_STATE if node.parent is None else set())
-        for attr in sorted((n for n in names if n not in skip), key=_name_key):
-            sub = _h5safe.get_group(group, attr)
+        skip = {"vars"} | (NOT_MODEL_STATE if node.parent is None else set())
+        for attr in sorted((n for n in names if n not in skip), key=name_key):
+            sub = _manifest.get_group(group, attr)
             if sub is None:
                 continue
             child = node.attr_children.get(attr)
@@ -273,7 +296,7 @@ class _Walker:
                     f"{', '.join(v.name for v in child.spec.variables)})"
                 )
 
-    def _container(self, node: Node, layers_group: h5py.Group | None, prefix: str) -> None:
+    def _container(self, node: Node, layers_group: _manifest.Group | None, prefix: str) -> None:
         used: dict[str, int] = {}
         seen: set[str] = set()
         for child in node.list_children:
@@ -285,7 +308,7 @@ class _Walker:
                 used[base] = 0
                 group_name = base
             seen.add(group_name)
-            sub = _h5safe.get_group(layers_group, group_name) if layers_group is not None else None
+            sub = _manifest.get_group(layers_group, group_name) if layers_group is not None else None
             if sub is None:
                 if child.spec is None or child.spec.variables or child.spec.children:
                     if (
@@ -301,16 +324,16 @@ class _Walker:
                 continue
             self.walk(child, sub, prefix + group_name + "/", self._check_name(child, sub))
         if layers_group is not None:
-            extra = [n for n in _h5safe.member_names(layers_group, self.budget) if n not in seen]
+            extra = [n for n in _manifest.member_names(layers_group) if n not in seen]
             for name in sorted(extra, key=_h5safe.natural_key):
-                sub = _h5safe.get_group(layers_group, name)
+                sub = _manifest.get_group(layers_group, name)
                 if sub is not None:
                     self._unexpected(node, f"layers/{name}", sub, prefix + name + "/")
 
-    def _check_name(self, node: Node, group: h5py.Group) -> h5py.Group | None:
+    def _check_name(self, node: Node, group: _manifest.Group) -> _manifest.Group | None:
         """Warn when the saved layer name differs; returns the `vars` group (None if absent)."""
-        vars_group = _h5safe.get_group(group, "vars")
-        saved = _h5safe.str_attr(vars_group, "name") if vars_group is not None else None
+        vars_group = _manifest.get_group(group, "vars")
+        saved = vars_group.attr_name if vars_group is not None else None
         if saved is not None and saved != node.name:
             self.tree.warnings.append(
                 f"weights group for layer `{node.path}` is named `{saved}` in the file: the config "
@@ -318,26 +341,26 @@ class _Walker:
             )
         return vars_group
 
-    def _rename_from_file(self, node: Node, group: h5py.Group) -> h5py.Group | None:
+    def _rename_from_file(self, node: Node, group: _manifest.Group) -> _manifest.Group | None:
         # Sublayers without a config entry are named at save time; the file records the name.
-        vars_group = _h5safe.get_group(group, "vars")
-        saved = _h5safe.str_attr(vars_group, "name") if vars_group is not None else None
+        vars_group = _manifest.get_group(group, "vars")
+        saved = vars_group.attr_name if vars_group is not None else None
         if saved and node.pointer is None:
             node.name = saved
         return vars_group
 
-    def _own_variables(self, node: Node, vars_group: h5py.Group, prefix: str) -> None:
-        keys = _h5safe.member_names(vars_group, self.budget)
+    def _own_variables(self, node: Node, vars_group: _manifest.Group, prefix: str) -> None:
+        keys = _manifest.member_names(vars_group)
         if not all(k.isdigit() for k in keys):
             odd = next(k for k in keys if not k.isdigit())
             raise UnreadableModel(f"unexpected member '{prefix}/{odd}' in the weights file")
         keys.sort(key=int)
         datasets = []
         for k in keys:
-            ds = _h5safe.get_dataset(vars_group, k)
+            ds = _manifest.get_dataset(vars_group, k)
             if ds is None:
                 continue
-            datasets.append((k, *_h5safe.dataset_meta(ds)))
+            datasets.append((k, ds.shape, ds.dtype, ds.itemsize))
         specs = list(node.spec.variables) if node.spec is not None else None
         if specs is not None and len(specs) != len(datasets):
             if datasets:
@@ -353,13 +376,13 @@ class _Walker:
             name = spec.name if spec is not None else f"vars/{k}"
             self.tree.add_variable(node, name, shape, dtype, itemsize, f"{prefix}/{k}", spec)
 
-    def _unexpected(self, node: Node, attr: str, group: h5py.Group, prefix: str) -> None:
+    def _unexpected(self, node: Node, attr: str, group: _manifest.Group, prefix: str) -> None:
         """Groups the config and catalog do not describe: list their variables generically."""
         if prefix.count("/") > _h5safe.MAX_DEPTH:
             raise UnsafeFile("HDF5 groups nested too deeply (refused)")
-        if _h5safe.get_group(group, "vars") is not None:
-            vars_group = _h5safe.get_group(group, "vars")
-            name = (_h5safe.str_attr(vars_group, "name") if vars_group is not None else None) or attr
+        if _manifest.get_group(group, "vars") is not None:
+            vars_group = _manifest.get_group(group, "vars")
+            name = (vars_group.attr_name if vars_group is not None else None) or attr
             child = self.tree.add_generic_child(node, attr, name)
             if node.known and not self._empty(group):
                 self.tree.warnings.append(
@@ -368,20 +391,20 @@ class _Walker:
                 )
             self.walk(child, group, prefix)
         else:  # a list of layers held in an attribute: `attr/<snake_name>/...`
-            for name in sorted(_h5safe.member_names(group, self.budget), key=_h5safe.natural_key):
-                sub = _h5safe.get_group(group, name)
+            for name in sorted(_manifest.member_names(group), key=_h5safe.natural_key):
+                sub = _manifest.get_group(group, name)
                 if sub is not None:
                     self._unexpected(node, f"{attr}/{name}", sub, prefix + name + "/")
 
-    def _empty(self, group: h5py.Group, depth: int = 0) -> bool:
+    def _empty(self, group: _manifest.Group, depth: int = 0) -> bool:
         """No dataset below `group` (walked link by link, each checked: never h5py's visititems)."""
         if depth > _h5safe.MAX_DEPTH:
             raise UnsafeFile("HDF5 groups nested too deeply (refused)")
-        for name in _h5safe.member_names(group, self.budget):
-            obj = _h5safe.get_member(group, name)
-            if isinstance(obj, h5py.Dataset):
+        for name in _manifest.member_names(group):
+            obj = _manifest.get_member(group, name)
+            if isinstance(obj, _manifest.Dataset):
                 return False
-            if isinstance(obj, h5py.Group) and not self._empty(obj, depth + 1):
+            if isinstance(obj, _manifest.Group) and not self._empty(obj, depth + 1):
                 return False
         return True
 
@@ -404,11 +427,137 @@ def _optimizer_meta(h5: h5py.File) -> list[tuple[tuple[int, ...], str]] | None:
     return out
 
 
-def optimizer_slots(path: str) -> list[tuple[tuple[int, ...], str]] | None:
-    """(shape, dtype) of each saved `optimizer/vars/<i>` in index order (metadata only), or None."""
-    with zipfile.ZipFile(path) as zf:
-        members = check_members(zf)
-        if _VARS_FILENAME_H5 not in members:
-            return None
-        with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:
-            return _optimizer_meta(h5)
+# -- values ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def open_values(path: str) -> Iterator[h5py.Group]:
+    """The weights HDF5 of the archive at `path`, open for value reads (variables' `storage`)."""
+    with open_archive(path) as (raw, zf, members):
+        if WEIGHTS_MEMBER not in members:
+            raise UnreadableModel(f"no {WEIGHTS_MEMBER} inside the archive")
+        with open_weights(raw, zf, members[WEIGHTS_MEMBER]) as h5:
+            yield h5
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def write(parsed: Parsed, rewrite: Rewrite, tmp: str) -> None:
+    """Write the edited archive to `tmp` (a temp file safe_write owns).
+
+    config.json is replaced; every other member is copied byte for byte (local header and data),
+    except model.weights.h5 when the optimizer state is remapped: that HDF5 rewrite runs in a
+    forked child (a crash of the HDF5 library, e.g. on a full disk, is one clean error).
+    """
+    new_config = json.dumps(rewrite.config).encode("utf-8")  # Keras writes json.dumps() defaults too
+    folder = os.path.dirname(tmp) or "."
+    with (
+        open(parsed.target, "rb") as fsrc,
+        zipfile.ZipFile(fsrc) as zin,
+        zipfile.ZipFile(tmp, "w", allowZip64=True) as zout,
+    ):
+        for info in zin.infolist():
+            if info.filename == CONFIG_MEMBER:
+                zout.writestr(copy.copy(info), new_config)
+            elif info.filename == WEIGHTS_MEMBER and rewrite.slots is not None:
+                weights = safe_write.temp_path(folder, ".h5")
+                try:
+                    with open(weights, "wb") as f, zin.open(info) as fin:
+                        shutil.copyfileobj(fin, f, safe_write.COPY_CHUNK)
+                    in_child(
+                        _remap_slots, weights, rewrite.slots, what=f"the optimizer state ({WEIGHTS_MEMBER})"
+                    )
+                    _stream_copy(zin, zout, info, data=weights)
+                finally:
+                    safe_write.unlink(weights)
+            elif not _raw_copy(fsrc, zout, info):
+                _stream_copy(zin, zout, info)
+
+
+def _remap_slots(path: str, slots: Any) -> None:
+    """Rewrite `optimizer/vars` of a weights HDF5 copy: keep (move) old slots, create fresh ones.
+
+    Kept slots are moved (HDF5 links, no data copied): each old entry is used at most once.
+    """
+    import numpy as np
+
+    with h5py.File(path, "r+", locking=False) as h5:
+        opt = _h5safe.get_group(h5, "optimizer")
+        old = _h5safe.get_group(opt, "vars") if opt is not None else None
+        if opt is None or old is None:
+            raise UnreadableModel("the weights have no optimizer state to remap")
+        attrs = {k: old.attrs[k] for k in old.attrs}
+        opt.move("vars", "_varctl_old_vars")
+        new = opt.create_group("vars")
+        for key, value in attrs.items():
+            new.attrs[key] = value
+        for i, slot in enumerate(slots):
+            if slot.source is not None:
+                if _h5safe.get_dataset(old, str(slot.source)) is None:
+                    raise UnreadableModel(f"optimizer slot {slot.source} is missing")
+                opt.move(f"_varctl_old_vars/{slot.source}", f"vars/{i}")
+            else:
+                new.create_dataset(str(i), data=np.full(slot.shape, slot.fill, dtype=slot.dtype))
+        del opt["_varctl_old_vars"]
+
+
+def _raw_copy(fsrc: Any, zout: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Copy a member's local header and data byte for byte. False if it must be re-encoded."""
+    if info.flag_bits & 0x08:  # sizes in a trailing data descriptor: let zipfile re-encode it
+        return False
+    fsrc.seek(info.header_offset)
+    header = fsrc.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        return False
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    out_info = copy.copy(info)
+    fp = zout.fp
+    assert fp is not None
+    out_info.header_offset = fp.tell()
+    safe_write.copy_range(fsrc, fp, info.header_offset, 30 + name_len + extra_len + info.compress_size)
+    # zipfile writes the central directory from filelist when the archive is closed.
+    zout.filelist.append(out_info)
+    zout.NameToInfo[out_info.filename] = out_info
+    zout.start_dir = fp.tell()
+    return True
+
+
+def _stream_copy(
+    zin: zipfile.ZipFile, zout: zipfile.ZipFile, info: zipfile.ZipInfo, data: str | None = None
+) -> None:
+    out_info = copy.copy(info)
+    big = info.file_size > 0x7FFFFFFF
+    with zin.open(info) if data is None else open(data, "rb") as fin:
+        if data is not None:
+            out_info.file_size = os.fstat(fin.fileno()).st_size
+            big = out_info.file_size > 0x7FFFFFFF
+        with zout.open(out_info, "w", force_zip64=big) as fout:
+            shutil.copyfileobj(fin, fout, safe_write.COPY_CHUNK)
+
+
+# -- what an editor needs to know about this format ------------------------------------------------
+
+REMAPS_OPTIMIZER = True  # `optimizer/vars/<i>` is positional: slots can be moved to a new trainable set
+# What Keras does with an output saved without compile settings (it says nothing for .keras).
+UNCOMPILED_OUTPUT = "Keras loads the output uncompiled: call model.compile(...) before fit"
+WARNS_WHEN_UNCOMPILED = False
+
+
+def compiled(parsed: Parsed) -> bool:
+    """Was the model saved compiled (compile_config, and so optimizer state)?"""
+    return isinstance(parsed.config, dict) and parsed.config.get("compile_config") is not None
+
+
+def optimizer_entry(config: Any) -> Any:
+    """The serialized optimizer in a config (None when not compiled)."""
+    return (config.get("compile_config") or {}).get("optimizer") if isinstance(config, dict) else None
+
+
+def saved_slots(parsed: Parsed) -> Slots | None:
+    """(shape, dtype) of each saved `optimizer/vars/<i>`, scanned by read(for_edit=True)."""
+    return parsed.manifest.slots if isinstance(parsed.manifest, Manifest) else None
+
+
+def check_rewrite(parsed: Parsed, after: ModelInfo) -> None:
+    """Refusals write() would make: none (config.json is rewritten whole, weights by name)."""

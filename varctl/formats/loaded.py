@@ -6,11 +6,15 @@ layer names from the top model down via each layer's tracked sublayers, then `va
 Keras's save order (recorded by running Keras's own save walk against a store that writes
 nothing), effective trainable = in `model.trainable_variables`. Loading also lets varctl see the
 seed article's pitfall: raw `tf.Variable`s held by a layer, which Keras neither trains nor saves.
+
+`verify` (freeze/unfreeze --verify) loads a written file the same way and checks that Keras trains
+exactly the predicted variables, with no warning.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 import warnings
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from varctl.errors import UnreadableModel, UsageError
+from varctl.errors import OutputError, UnreadableModel, UsageError
 from varctl.formats import quantization
 from varctl.formats._tf import import_keras
 from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
@@ -445,3 +449,42 @@ def _saved_keras_version(path: str, kind: str) -> str | None:
             return _h5safe.str_attr(h5, "keras_version")
     except Exception:  # the model loaded; a missing version is not worth failing for
         return None
+
+
+class VerificationFailed(OutputError):
+    """Keras disagrees with the written file (exit 4: the output is not what was asked)."""
+
+
+def verify(path: str, trainable: list[str], shown_as: str | None = None) -> str:
+    """Load a written file with Keras and check it trains exactly the `trainable` variable paths.
+
+    Returns a one-line confirmation; raises VerificationFailed otherwise (any UserWarning Keras
+    gives while loading counts as a failure). Imports Keras (and its backend) lazily.
+    """
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras
+    except ImportError as e:
+        raise UsageError(
+            "--verify needs Keras with a backend", hint="pip install 'varctl[tensorflow]'"
+        ) from e
+    shown = shown_as or path
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = keras.saving.load_model(path)
+        except Exception as e:  # noqa: BLE001 - any load failure is a failed verification
+            raise VerificationFailed(f"Keras cannot load '{shown}': {e}") from e
+    problems = [str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning)]
+    names, _, _ = _hierarchy(model)
+    got = sorted(names.get(id(v), v.path) for v in model.trainable_variables)
+    want = sorted(trainable)
+    if got != want:
+        extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        problems.append(f"Keras trains {extra[:3]} not predicted, and not {missing[:3]}")
+    if problems:
+        raise VerificationFailed(
+            f"verification of '{shown}' failed, nothing written: {'; '.join(problems)}",
+            hint="--optimizer-state remap (the default) or drop avoids the optimizer warning",
+        )
+    return f"verified with Keras {keras.__version__}: {len(got)} trainable variables, no warnings"

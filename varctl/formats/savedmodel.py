@@ -15,7 +15,8 @@ from typing import Any
 from varctl.errors import UnreadableModel
 from varctl.formats import generic
 from varctl.formats._tf import import_tensorflow
-from varctl.model import Cause, ModelInfo, Variable
+from varctl.formats.parsed import Parsed
+from varctl.model import Cause, Variable
 
 _PB = "saved_model.pb"
 _PBTXT = "saved_model.pbtxt"
@@ -26,7 +27,7 @@ def is_savedmodel(directory: str) -> bool:
     return os.path.isfile(os.path.join(directory, _PB)) or os.path.isfile(os.path.join(directory, _PBTXT))
 
 
-def read(directory: str, source: str) -> ModelInfo:
+def read(directory: str, source: str) -> Parsed:
     """List the variables of a SavedModel directory (needs TensorFlow)."""
     tf = import_tensorflow("reading a TensorFlow SavedModel")
     saved = _parse(directory)
@@ -41,13 +42,16 @@ def read(directory: str, source: str) -> ModelInfo:
     else:
         variables = _from_tf1_checkpoint(tf, directory, meta, notes)
     name = os.path.basename(os.path.normpath(directory)) or "savedmodel"
-    return generic.info(
-        source=source,
-        fmt="savedmodel",
-        name=name,
-        class_name="SavedModel",
-        variables=variables,
-        warnings=notes,
+    return Parsed(
+        generic.info(
+            source=source,
+            fmt="savedmodel",
+            name=name,
+            class_name="SavedModel",
+            variables=variables,
+            warnings=notes,
+        ),
+        directory,
     )
 
 

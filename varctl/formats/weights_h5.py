@@ -9,43 +9,56 @@ trainable flags, so `trainable` is None (unknown).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import h5py
 
 from varctl.errors import UnreadableModel, UnsafeFile
 from varctl.formats import _h5safe
+from varctl.formats._layout import (
+    KERAS_VERSION,
+    LAYER_NAMES,
+    LAYERS,
+    MODEL_CONFIG,
+    NOT_MODEL_STATE,
+    VARS,
+    WEIGHT_NAMES,
+    name_key,
+    weight_dataset,
+)
+from varctl.formats.parsed import Parsed
 from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
 
-# Groups at the root of a weights file that hold training state, not model variables.
-_NOT_MODEL_STATE = {"optimizer", "metrics", "_compile_metrics", "_loss_tracker", "loss"}
 UNKNOWN_DETAIL = "a weights-only file records no trainable flags"
 
 
 def classify(path: str) -> str:
     """'h5' (a legacy model), 'weights' (Keras 3 layout), 'legacy_weights', or 'unknown'."""
     with _open(path) as h5:
-        if _h5safe.str_attr(h5, "model_config") is not None:
+        if _h5safe.str_attr(h5, MODEL_CONFIG) is not None:
             return "h5"
-        if _h5safe.list_attr(h5, "layer_names") is not None:
+        if _h5safe.list_attr(h5, LAYER_NAMES) is not None:
             return "legacy_weights"
         budget = _h5safe.Budget()
         names = set(_h5safe.member_names(h5, budget))
-        if names & {"layers", "vars"} and _h5safe.get_group(h5, "layers") is not None:
+        if names & {LAYERS, VARS} and _h5safe.get_group(h5, LAYERS) is not None:
             return "weights"
-        if "vars" in names and _h5safe.get_group(h5, "vars") is not None:
+        if VARS in names and _h5safe.get_group(h5, VARS) is not None:
             return "weights"
         return "unknown"
 
 
-def read(path: str, source: str) -> ModelInfo:
+def read(path: str, source: str) -> Parsed:
     """List a weights-only file (either layout); names need the model, trainable is unknown."""
     with _open(path) as h5:
-        if _h5safe.list_attr(h5, "layer_names") is not None:
+        if _h5safe.list_attr(h5, LAYER_NAMES) is not None:
             variables, layers = _legacy(h5)
             note = (
                 "weights-only file (legacy layout): it stores variable names but no architecture and "
                 "no trainable flags; list the saved model (.keras) for those"
             )
-            keras_version = _h5safe.str_attr(h5, "keras_version")
+            keras_version = _h5safe.str_attr(h5, KERAS_VERSION)
         else:
             walker = _Walker()
             walker.walk(h5, "")
@@ -57,7 +70,7 @@ def read(path: str, source: str) -> ModelInfo:
             )
             keras_version = None
     name = source.rstrip("/").rsplit("/", 1)[-1]
-    return ModelInfo(
+    info = ModelInfo(
         source=source,
         format=ModelFormat.WEIGHTS,
         keras_version=keras_version,
@@ -68,6 +81,7 @@ def read(path: str, source: str) -> ModelInfo:
         variables=tuple(variables),
         warnings=(note,),
     )
+    return Parsed(info, path)
 
 
 def _open(path: str) -> h5py.File:
@@ -75,6 +89,13 @@ def _open(path: str) -> h5py.File:
         return h5py.File(path, "r", locking=False)
     except Exception as e:
         raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
+
+
+@contextmanager
+def open_values(path: str) -> Iterator[h5py.Group]:
+    """The file's root group, open for value reads (variables' `storage` is a path from it)."""
+    with _open(path) as h5:
+        yield h5
 
 
 def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
@@ -92,11 +113,6 @@ def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
     )
 
 
-def _name_key(attr: str) -> str:
-    """Keras visits private attributes last (saving_lib._name_key)."""
-    return f"~{attr}" if attr.startswith("_") else attr
-
-
 class _Walker:
     """Keras 3 layout: a group's own `vars`, then its `layers` list, then attribute groups."""
 
@@ -109,17 +125,17 @@ class _Walker:
         if depth > _h5safe.MAX_DEPTH:
             raise UnsafeFile("HDF5 groups nested too deeply (refused)")
         names = _h5safe.member_names(group, self.budget)
-        if "vars" in names and (vars_group := _h5safe.get_group(group, "vars")) is not None:
+        if VARS in names and (vars_group := _h5safe.get_group(group, VARS)) is not None:
             keys = _h5safe.member_names(vars_group, self.budget)
             for k in sorted(keys, key=_h5safe.natural_key):
                 ds = _h5safe.get_dataset(vars_group, k)
                 if ds is not None:
                     vpath = f"{prefix}vars/{k}"
                     self.variables.append(_variable(vpath, prefix.rstrip("/"), f"vars/{k}", ds))
-        skip = {"vars"} | (_NOT_MODEL_STATE if not prefix else set())
+        skip = {"vars"} | (NOT_MODEL_STATE if not prefix else set())
         subs = [n for n in names if n not in skip]
         ordered = (["layers"] if "layers" in subs else []) + sorted(
-            (n for n in subs if n != "layers"), key=_name_key
+            (n for n in subs if n != "layers"), key=name_key
         )
         for attr in ordered:
             sub = _h5safe.get_group(group, attr)
@@ -156,20 +172,18 @@ def _legacy(h5: h5py.File) -> tuple[list[Variable], list[Layer]]:
     budget = _h5safe.Budget()
     variables: list[Variable] = []
     layers: list[Layer] = []
-    layer_names = _h5safe.list_attr(h5, "layer_names") or []
+    layer_names = _h5safe.list_attr(h5, LAYER_NAMES) or []
     budget.spend(len(layer_names))
     for lname in layer_names:
         group = _h5safe.get_group(h5, lname)
         if group is None:
             raise UnreadableModel(f"weights file has no group for layer '{lname}'")
         layers.append(Layer(lname, lname, "?", True, None, False, 0, None, known=False))
-        names = _h5safe.list_attr(group, "weight_names") or []
+        names = _h5safe.list_attr(group, WEIGHT_NAMES) or []
         budget.spend(len(names))
         for wname in names:
-            ds: h5py.Group | h5py.Dataset | None = group
-            for part in wname.split("/"):
-                ds = _h5safe.get_member(ds, part) if isinstance(ds, h5py.Group) else None
-            if not isinstance(ds, h5py.Dataset):
+            ds = weight_dataset(group, wname)
+            if ds is None:
                 raise UnreadableModel(f"weights file lists weight '{wname}' but has no such dataset")
             clean = wname.split(":")[0]  # Keras 2 appends `:0`
             # Keras 2 writes `dense/kernel`; Keras 3's legacy writer the full `model/dense/kernel`.

@@ -1,4 +1,5 @@
-"""Optimizer state in a saved model: which slot belongs to which variable, and remapping it.
+"""Which saved optimizer slot belongs to which variable (read side: readers use it to settle the
+trainability of custom layers; optimizer_state.py uses it to remap on edits).
 
 Keras saves `optimizer.variables` as `optimizer/vars/0..n`: `iteration`, `learning_rate`, then,
 when the optimizer accumulates gradients, one `gradient_accumulator` per trainable variable, then
@@ -107,64 +108,6 @@ def model_order(info: ModelInfo) -> list[Variable] | None:
 
     if not walk(None):
         return None
-    return out
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One entry of the new optimizer state: a copy of old entry `source`, or a fresh array."""
-
-    source: int | None  # index in the old `optimizer/vars`; None = fresh
-    shape: tuple[int, ...] = ()
-    dtype: str = "float32"
-    fill: float = 0.0
-
-
-def remap(
-    saved: Sequence[tuple[tuple[int, ...], str]],
-    layout: Layout,
-    old: Sequence[Variable],
-    new: Sequence[Variable],
-) -> list[Slot] | None:
-    """The new optimizer state for trainable set `new`, from the state saved for trainable set `old`.
-
-    Args:
-        saved: (shape, dtype) of each saved `optimizer/vars/<i>`, in index order (metadata only).
-        layout: the optimizer's slot layout.
-        old, new: trainable variables in `model.trainable_variables` order, before and after.
-
-    Returns:
-        One Slot per new state entry: still-trainable variables keep their slots, newly trainable
-        ones get fresh slots, and the step counter, learning rate and extras are kept. None when
-        `saved` does not have exactly the layout's shape for `old`: nothing is certain then.
-    """
-    per_var = sum(len(c) for c in layout.calls)
-    expected = 2 + (len(old) if layout.accumulate else 0) + per_var * len(old) + layout.extras
-    if len(saved) != expected:
-        return None
-    blocks: list[tuple[str, ...]] = [("gradient_accumulator",)] if layout.accumulate else []
-    blocks += list(layout.calls)
-    index: dict[tuple[str, str], int] = {}
-    pos = 2
-    for names in blocks:
-        for v in old:
-            for name in names:
-                if tuple(saved[pos][0]) != tuple(v.shape):
-                    return None
-                index[(v.path, name)] = pos
-                pos += 1
-    out = [Slot(0), Slot(1)]
-    for names in blocks:
-        for v in new:
-            for name in names:
-                source = index.get((v.path, name))
-                if source is None:
-                    if v.dtype == "bfloat16":
-                        return None  # numpy cannot write it; Keras stores it as an opaque type
-                    out.append(Slot(None, tuple(v.shape), v.dtype, layout.fresh.get(name, 0.0)))
-                else:
-                    out.append(Slot(source))
-    out += [Slot(i) for i in range(pos, len(saved))]
     return out
 
 
@@ -279,8 +222,7 @@ def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
     if not frozen:
         return None
     variables = tuple(
-        replace(v, cause=Cause.NATURE, detail=INFERRED) if v.path in frozen else v
-        for v in info.variables
+        replace(v, cause=Cause.NATURE, detail=INFERRED) if v.path in frozen else v for v in info.variables
     )
     names = ", ".join(f"`{p}`" for p in sorted(frozen)[:5]) + (" ..." if len(frozen) > 5 else "")
     note = (
