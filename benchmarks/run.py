@@ -214,7 +214,7 @@ class Result:
         return max(self.peaks_mib)
 
     def summary(self) -> dict:
-        doc: dict = {"section": self.section, "label": self.label, "command": shlex.join(self.command)}
+        doc: dict = {"section": self.section, "label": self.label, "command": shown(self.command)}
         if not self.ok:
             return doc | {"failed": self.failed or "not run"}
         return doc | {
@@ -308,7 +308,7 @@ def measure(
         t, rss, code = run_once(r.command, envs.get(r.label))
         if code != 0:
             r.failed = f"exit {code}"
-            print(f"  {r.label}: exit {code}: {shlex.join(r.command)}", file=sys.stderr, flush=True)
+            print(f"  {r.label}: exit {code}: {shown(r.command)}", file=sys.stderr, flush=True)
         elif timed:
             r.times.append(t)
             r.peaks_mib.append(rss)
@@ -324,6 +324,11 @@ def measure(
         shown = f"{r.median:8.3f} s  ±{r.spread:6.3f}  {r.peak:8.1f} MiB" if r.ok else f"n/a ({r.failed})"
         print(f"  {r.label:<52} {shown}", file=sys.stderr, flush=True)
     return results
+
+
+def shown(cmd: list[str]) -> str:
+    """A command line for messages: inline scripts shortened."""
+    return shlex.join("<script>" if "\n" in arg else arg for arg in cmd)
 
 
 def have_keras() -> bool:
@@ -361,7 +366,7 @@ def machine() -> dict:
             mem = f"{kib / 2**20:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("varctl", "keras", "tensorflow", "h5py", "numpy", "typer", "rich"):
         try:
             versions[pkg] = metadata.version(pkg)
@@ -417,7 +422,10 @@ def main() -> None:
     began = time.perf_counter()
     keras_ok = have_keras()
     if not keras_ok:
-        print("Keras/TensorFlow not installed: measuring the committed samples only", file=sys.stderr)
+        print(
+            "Keras/TensorFlow not installed: building nothing, measuring the samples and the cache",
+            file=sys.stderr,
+        )
 
     # The models of the `list` section: name -> (path, build kind, build argument). Kind "sample"
     # is committed; the others are built into the cache, once, by one child process.
@@ -690,9 +698,10 @@ def main() -> None:
         value = b.peak / a.peak if a and b and a.ok and b.ok else None
         target("peak RSS of list, big / small model", model, 1.2, value, list(labels.values()))
 
-    rss_target(
-        pair_labels, " vs ".join(pair_labels.values()).replace("list, ", "") or "sharded ~1 GB vs small"
+    pair_text = " vs ".join(
+        pair_labels[k].removeprefix("list, ") for k in ("big", "small") if k in pair_labels
     )
+    rss_target(pair_labels, pair_text or "sharded ~1 GB vs small")
     if len(dense_labels) > 1:  # the same on .keras files (all weights in one HDF5 member)
         lo, hi = dense_labels[min(dense_labels)], dense_labels[max(dense_labels)]
         rss_target({"small": lo, "big": hi}, f"{hi} vs {lo}".replace("list -f json, ", ""))
