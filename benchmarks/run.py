@@ -1,9 +1,10 @@
 """The benchmark suite: varctl against the metadata floor, Keras, cp and cat; start-up; scaling; targets.
 
 Usage: python benchmarks/run.py [--quick] [--runs N] [--skip SECTION ...] [--markdown FILE] [--json FILE]
+Regenerate the page: python benchmarks/run.py --markdown benchmarks/README.md (the lead's full run)
 
-Builds its models once into benchmarks/.cache (needs Keras: `pip install -e '.[test]'`; without it
-only the committed sample models are measured), then runs every command in a fresh process several
+Builds its models once into benchmarks/.cache (needs Keras: `pip install -e '.[test]'`; without it,
+or with --no-build, only the committed samples and what is already cached are measured), then runs every command in a fresh process several
 times, the compared commands of one row group interleaved (a, b, c, a, b, c, ...) so that load from
 elsewhere on the machine hits them alike. It prints medians, spread (max - min) and peak RSS, the
 ratios measured in this run (absolute times vary between machines, ratios hold) and a "Targets"
