@@ -817,7 +817,9 @@ def render(
     ]
 
     def fmt_ratio(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.2f}×"
+        if v is None:
+            return "n/a"
+        return f"{v:.3f}×" if v < 10 else f"{v:.1f}×"  # 3 decimals: 1.503× must not read as 1.50×
 
     lines += table(
         ["target", "model", "measured", "goal", "status"],
