@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import statistics
@@ -189,6 +190,7 @@ SHARDED_SMALL = (64, 4, 0.25)  # 66 KB, one shard
 SHARDED_BIG_FULL = (8192, 4, 0.25)  # 1.07 GB, 5 shards
 SHARDED_BIG_QUICK = (2048, 4, 0.02)  # 67 MB, 4 shards
 MANY_FILES = 100
+CPU_LIMIT_S = 1800  # a child looping on a bad file is killed (SIGXCPU) instead of hanging the suite
 
 
 @dataclass
@@ -282,6 +284,7 @@ def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, 
             fd = os.open(os.devnull, os.O_WRONLY)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
+            resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 10))
             os.execvpe(cmd[0], cmd, env)
         finally:
             os._exit(127)
@@ -313,8 +316,8 @@ def measure(
             return
         t, rss, code = run_once(r.command, envs.get(r.label))
         if code != 0:
-            r.failed = f"exit {code}"
-            print(f"  {r.label}: exit {code}: {shown(r.command)}", file=sys.stderr, flush=True)
+            r.failed = f"exit {code}" if code > 0 else f"signal {-code}"
+            print(f"  {r.label}: {r.failed}: {shown(r.command)}", file=sys.stderr, flush=True)
         elif timed:
             r.times.append(t)
             r.peaks_mib.append(rss)
