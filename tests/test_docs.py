@@ -43,7 +43,6 @@ COMING = {
     "docs/formats.md",
     "docs/keras-hub.md",
     "docs/architecture.md",
-    "benchmarks/README.md",
 }
 
 CONSOLE_BLOCK = re.compile(r"^```console\n(.*?)^```$", re.M | re.S)
