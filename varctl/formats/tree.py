@@ -183,14 +183,29 @@ class Node:
     def is_container(self) -> bool:
         return self.class_name in CONTAINER_CLASSES and self.spec is None
 
+    # The path is cached (a 4,000-layer model asked for it O(n^2) times); renaming a node
+    # (readers name attribute sublayers from the file) drops the cache of its whole subtree.
+    _path: str | None = field(default=None, init=False, repr=False)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "name" and "name" in self.__dict__ and value != self.__dict__["name"]:
+            for n in self.walk():
+                object.__setattr__(n, "_path", None)
+            root = self
+            while root.parent is not None:
+                root = root.parent
+            object.__setattr__(root, "_renamed", True)
+        object.__setattr__(self, key, value)
+
     @property
     def path(self) -> str:
-        names = []
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            names.append(node.name)
-            node = node.parent
-        return "/".join(reversed(names))
+        if self._path is None:
+            if self.parent is None:
+                self._path = ""
+            else:
+                above = self.parent.path
+                self._path = f"{above}/{self.name}" if above else self.name
+        return self._path
 
     @property
     def depth(self) -> int:
@@ -203,9 +218,13 @@ class Node:
         return self.list_children + list(self.attr_children.values())
 
     def walk(self) -> list[Node]:
-        out = [self]
-        for c in self.children():
-            out.extend(c.walk())
+        """This node and every node below it, depth first (iterative: no recursion limit)."""
+        out: list[Node] = []
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(reversed(node.children()))
         return out
 
     def var_spec(self, name: str) -> VarSpec | None:
@@ -238,6 +257,7 @@ class Tree:
         self.order: list[Variable] = []
         self.warnings: list[str] = []
         self.risks = find_risks(top_entry)
+        self._by_path: dict[str, Node] | None = None  # find()'s index, dropped on every change
         self._expand(self.root, top_entry)
 
     # -- building ------------------------------------------------------------------------------
@@ -323,6 +343,7 @@ class Tree:
             known=False,
         )
         parent.attr_children[attr] = child
+        self._by_path = None
         return child
 
     # -- variables -----------------------------------------------------------------------------
@@ -356,10 +377,13 @@ class Tree:
         self.order.append(var)
 
     def find(self, path: str) -> Node | None:
-        for node in self.root.walk():
-            if node.path == path:
-                return node
-        return None
+        """The node at `path` ("" is the top model), from an index built once per tree change."""
+        if self._by_path is None or self.root.__dict__.get("_renamed"):
+            self.root.__dict__.pop("_renamed", None)
+            self._by_path = {}
+            for node in self.root.walk():
+                self._by_path.setdefault(node.path, node)
+        return self._by_path.get(path)
 
     # -- resolution ----------------------------------------------------------------------------
 
@@ -384,7 +408,9 @@ class Tree:
             return Cause.LAYER, self._frozen_by(node)
         return Cause.TRAINABLE, None
 
-    def _inconsistencies(self) -> list[str]:
+    def _inconsistencies(self, nodes: list[Node]) -> list[str]:
+        """`nodes`: the tree in walk() order. Linear: each node's trained descendants are
+        aggregated bottom-up (count, how many are fresh sublayers, the first six in walk order)."""
         out: list[str] = []
         if not self.root.flag:
             return out
@@ -394,15 +420,27 @@ class Tree:
                     f"the top Sequential `{self.root.name}` is saved frozen, but Keras drops a "
                     "Sequential's own flag on load: its trainable layers are trained"
                 )
-        for node in self.root.walk():
+        # below[id(n)]: trained nodes strictly below n = (count, fresh count, first six)
+        below: dict[int, tuple[int, int, list[Node]]] = {}
+        for node in reversed(nodes):  # children before parents
+            count, fresh, first = 0, 0, []
+            for c in node.children():
+                c_count, c_fresh, c_first = below[id(c)]
+                if c.flag and any(v.trainable for v in c.variables):
+                    c_count, c_first = c_count + 1, [c, *c_first]
+                    c_fresh += c.attr is not None and c.pointer is None
+                count, fresh = count + c_count, fresh + c_fresh
+                if len(first) < 6:
+                    first.extend(c_first[: 6 - len(first)])
+            below[id(node)] = (count, fresh, first)
+        for node in nodes:
             if node.parent is None or node.config_flag is not False:
                 continue
-            trained = [c for c in node.walk()[1:] if c.flag and any(v.trainable for v in c.variables)]
-            if not trained:
+            count, fresh, trained = below[id(node)]
+            if not count:
                 continue
-            fresh = [c for c in trained if c.attr is not None and c.pointer is None]
-            names = ", ".join(f"`{c.path}`" for c in trained[:5]) + (" ..." if len(trained) > 5 else "")
-            if fresh and len(fresh) == len(trained):
+            names = ", ".join(f"`{c.path}`" for c in trained[:5]) + (" ..." if count > 5 else "")
+            if fresh and fresh == count:
                 out.append(
                     f"layer `{node.path}` is frozen in the config, but Keras rebuilds its sublayers "
                     f"{names} trainable when it loads the file, so they are trained (this freeze "
@@ -415,11 +453,11 @@ class Tree:
                 )
         return out
 
-    def _shape_mismatches(self) -> list[str]:
+    def _shape_mismatches(self, nodes: list[Node]) -> list[str]:
         """Config and weights that cannot belong together (Keras would refuse to load them): the
         file's shapes are listed as they are, with a warning. Checked where the config fixes a size."""
         out = []
-        for node in self.root.walk():
+        for node in nodes:
             want = _expected_shapes(node.class_name, node.config) if node.known else {}
             for v in node.variables:
                 expect = want.get(v.name)
@@ -438,7 +476,8 @@ class Tree:
     def finish(self, *, source: str, fmt: str, keras_version: str | None) -> ModelInfo:
         """Resolve effective trainability and package everything as a ModelInfo."""
         resolved: dict[int, Variable] = {}
-        for node in self.root.walk():
+        everything = self.root.walk()  # the one walk of the tree: reused below
+        for node in everything:
             new_vars = []
             for v in node.variables:
                 cause, detail = self._effective(node, v)
@@ -458,7 +497,8 @@ class Tree:
             node.variables = new_vars
         self.order = [resolved[id(v)] for v in self.order]
         unknown: dict[str, bool] = {}
-        for n in self.root.walk()[1:]:
+        nodes = everything[1:]
+        for n in nodes:
             if not n.known and n.variables:
                 generic = any(v.name.startswith("vars/") for v in n.variables)
                 unknown[n.class_name] = unknown.get(n.class_name, False) or generic
@@ -470,12 +510,11 @@ class Tree:
                 "Keras, giving the Python file that defines the class: "
                 "varctl list --load --custom-objects layers.py MODEL"
             )
-        self.warnings.extend(self._shape_mismatches())
-        self.warnings.extend(self._inconsistencies())
+        self.warnings.extend(self._shape_mismatches(nodes))
+        self.warnings.extend(self._inconsistencies(everything))
         self.warnings.extend(risk_warnings(self.risks))
-        nodes = self.root.walk()[1:]
         position: dict[tuple[int, int], int] = {}
-        for n in [self.root, *nodes]:
+        for n in everything:
             for i, c in enumerate(n.list_children):
                 position.setdefault((id(n), id(c)), i)
         layers = tuple(
