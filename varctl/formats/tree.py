@@ -423,7 +423,8 @@ class Tree:
         # below[id(n)]: trained nodes strictly below n = (count, fresh count, first six)
         below: dict[int, tuple[int, int, list[Node]]] = {}
         for node in reversed(nodes):  # children before parents
-            count, fresh, first = 0, 0, []
+            count, fresh = 0, 0
+            first: list[Node] = []
             for c in node.children():
                 c_count, c_fresh, c_first = below[id(c)]
                 if c.flag and any(v.trainable for v in c.variables):
