@@ -23,6 +23,7 @@ from varctl.formats.catalog import (
     CONTAINER_CLASSES,
     INHERIT,
     KERAS_LAYER_CLASSES,
+    TRACKING_ORDER,
     ChildSpec,
     LayerSpec,
     VarSpec,
@@ -474,6 +475,44 @@ class Tree:
                     )
         return out
 
+    # -- order -----------------------------------------------------------------------------------
+
+    def _own_in_creation_order(self, node: Node) -> list[Variable]:
+        """A layer's own variables in creation order: `_trainable_variables + _non_trainable_variables`
+        (`.keras` stores them so; legacy `.h5` lists them by the trainable state at save time, so a
+        known class is put back in its catalog order)."""
+        if node.spec is None or not node.known:
+            return node.variables
+        rank = {v.name: i for i, v in enumerate(node.spec.variables)}
+        if any(v.name not in rank for v in node.variables):
+            return node.variables
+        return sorted(node.variables, key=lambda v: rank[v.name])
+
+    @staticmethod
+    def _tracked_children(node: Node) -> list[Node]:
+        """Sublayers in the order the layer tracks them (`layer._layers`): a container's `layers`,
+        then attribute sublayers in assignment order (TRACKING_ORDER), unknown ones last."""
+        attrs = node.attr_children
+        if not attrs:
+            return node.list_children
+        rank = {a: i for i, a in enumerate(TRACKING_ORDER.get(node.class_name, ()))}
+        names = sorted(attrs, key=lambda a: rank.get(a, len(rank)))  # stable: file order for the rest
+        return node.list_children + [attrs[a] for a in names]
+
+    def _weights_order(self, attached: list[Variable]) -> list[Variable]:
+        """`model.weights` order (Keras 3 `Layer.weights`): a layer's own variables, then each
+        tracked sublayer's weights depth first, each variable once."""
+        out: list[Variable] = []
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            out.extend(self._own_in_creation_order(node))
+            stack.extend(reversed(self._tracked_children(node)))
+        seen = {id(v) for v in out}
+        if len(seen) != len(attached) or any(id(v) not in seen for v in attached):
+            return attached  # not every variable hangs off the tree: keep the readers' order
+        return out
+
     def finish(self, *, source: str, fmt: str, keras_version: str | None) -> ModelInfo:
         """Resolve effective trainability and package everything as a ModelInfo."""
         resolved: dict[int, Variable] = {}
@@ -496,7 +535,7 @@ class Tree:
                 resolved[id(v)] = nv
                 new_vars.append(nv)
             node.variables = new_vars
-        self.order = [resolved[id(v)] for v in self.order]
+        self.order = self._weights_order([resolved[id(v)] for v in self.order])
         unknown: dict[str, bool] = {}
         nodes = everything[1:]
         for n in nodes:
