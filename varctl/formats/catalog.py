@@ -218,6 +218,11 @@ _SPECS: dict[str, Callable[[Config], LayerSpec]] = {
     "MultiHeadAttention": _mha,
     "Attention": _attention,
     "AdditiveAttention": lambda c: LayerSpec(_vars(("scale", c.get("use_scale", True)))),
+    # Keras classes defined outside keras.layers (module keras.src.applications.*): ConvNeXt's
+    # LayerScale calls add_weight without a name, and Keras names such a variable `variable`
+    # (loading makes it unique per process: `variable_18`; the file has no name to keep).
+    "LayerScale": _const("variable"),
+    "StochasticDepth": lambda c: LayerSpec(()),
     **{cls: (lambda c: LayerSpec(())) for cls in _NO_VARIABLES},
 }
 
