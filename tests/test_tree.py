@@ -62,12 +62,12 @@ def test_tree_work_is_linear_in_layers(monkeypatch):
 
 def test_renaming_a_node_moves_its_subtree_in_the_index():
     cfg = keras.saving.serialize_keras_object(
-        keras.Sequential([keras.layers.Bidirectional(keras.layers.LSTM(2), name="bi")], name="s")
+        keras.Sequential([keras.layers.Bidirectional(keras.layers.LSTM(2, name="rnn"), name="bi")], name="s")
     )
     tree = Tree(cfg)
-    fwd = tree.find("bi/forward_lstm")
-    cell = tree.find("bi/forward_lstm/lstm_cell")
+    fwd = tree.find("bi/forward_rnn")
+    cell = tree.find("bi/forward_rnn/lstm_cell")
     assert fwd is not None and cell is not None
     fwd.name = "renamed"
-    assert tree.find("bi/forward_lstm") is None
+    assert tree.find("bi/forward_rnn") is None
     assert tree.find("bi/renamed/lstm_cell") is cell and cell.path == "bi/renamed/lstm_cell"

@@ -205,7 +205,7 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
             meta = read_json_member(zf, members[_METADATA_FILENAME])
             if isinstance(meta, dict) and meta.get("keras_version") is not None:
                 keras_version = str(meta["keras_version"])
-        tree = Tree(config)
+        tree = Tree(config, keras_version)
         slots = None
         if _VARS_FILENAME_H5 in members:
             with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:

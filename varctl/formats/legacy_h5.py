@@ -37,8 +37,8 @@ def read_config(h5: h5py.File) -> dict:
 def read(path: str, source: str, config: dict | None = None) -> ModelInfo:
     """Read a legacy `.h5` model (args as keras_zip.read)."""
     with _open(path) as h5:
-        tree = Tree(read_config(h5) if config is None else config)
         keras_version = _h5safe.str_attr(h5, "keras_version")
+        tree = Tree(read_config(h5) if config is None else config, keras_version)
         weights = _h5safe.get_group(h5, "model_weights")
         if weights is None:
             raise UnreadableModel("legacy .h5 model without 'model_weights' group")

@@ -29,6 +29,8 @@ from varctl.formats.catalog import (
     VarSpec,
     class_and_config,
     is_builtin,
+    keras_major,
+    keras_module,
     spec_for,
 )
 from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
@@ -48,15 +50,12 @@ _LAYER_KEYS = frozenset({"layers", "layer", "backward_layer", "forward_layer", "
 _MAX_SCAN = 5_000_000  # config nodes; json.loads already bounds the depth
 
 
-def _keras_module(module: Any) -> bool:
-    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
-
-
 def find_risks(top: Config) -> list[Risk]:
     """Every reference to code in a saved config: Lambda layers and serialized lambdas at any depth,
     layers that wrap code, and classes or functions from outside Keras (custom objects).
 
-    Keras 3 records each object's `module`; legacy `.h5` configs do not, so there a layer class is
+    Keras 3 records each object's `module` (`keras.*`, `keras.src.*`, and `tf_keras.*` in Keras 2
+    archives are all Keras's own); legacy `.h5` configs do not, so there a layer class is
     Keras's own iff keras.layers exports it, and a registered name (`pkg>Name`) is always custom.
     Nothing is imported or evaluated: this only reads names.
     """
@@ -106,7 +105,7 @@ def _risk_of(obj: Config, cls: str, is_layer: bool, in_lambda: bool, where: str)
     registered = obj.get("registered_name")
     if "module" in obj:  # Keras 3: the module is recorded
         module = obj.get("module")
-        keras_own = _keras_module(module) and registered in (None, cls) and ">" not in cls
+        keras_own = keras_module(module) and registered in (None, cls) and ">" not in cls
     else:  # legacy .h5: no module; a registered custom class is saved as `pkg>Name`
         module = None
         keras_own = ">" not in cls and (not is_layer or cls in KERAS_LAYER_CLASSES)
@@ -237,13 +236,17 @@ class Node:
 class Tree:
     """The layer tree of one model plus the variables its reader attached, in file order."""
 
-    def __init__(self, top_entry: Config) -> None:
+    def __init__(self, top_entry: Config, keras_version: str | None = None) -> None:
         if not isinstance(top_entry, dict) or "class_name" not in top_entry:
             raise UnreadableModel("model config has no 'class_name': not a Keras model config")
+        # Names, flags and order follow the Keras that wrote the file (catalog.keras_major).
+        self.major = keras_major(keras_version)
         cls, cfg = class_and_config(top_entry)
         # Keras drops a Sequential's own flag on load (a frozen top Sequential trains the children
         # that are themselves trainable); a Functional or subclassed model keeps its flag.
-        top_flag = True if cls == "Sequential" else (_flag(cfg) is not False)
+        # Keras 2 (tf_keras) drops every model's own flag on load, the top one's included.
+        dropped = cls == "Sequential" or (self.major == 2 and cls in CONTAINER_CLASSES)
+        top_flag = True if dropped else (_flag(cfg) is not False)
         self.root = Node(
             name=str(cfg.get("name", "model")),
             class_name=cls,
@@ -263,9 +266,8 @@ class Tree:
 
     # -- building ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _spec(entry: Config, cls: str, cfg: Config) -> LayerSpec | None:
-        return spec_for(cls, cfg, builtin=is_builtin(entry))
+    def _spec(self, entry: Config, cls: str, cfg: Config) -> LayerSpec | None:
+        return spec_for(cls, cfg, builtin=is_builtin(entry), major=self.major)
 
     def _expand(self, node: Node, entry: Config) -> None:
         if node.class_name in CONTAINER_CLASSES and isinstance(node.config.get("layers"), list):
@@ -277,8 +279,10 @@ class Tree:
                 # A Sequential's `layers` property (what Keras saves) leaves out its InputLayer.
                 if node.class_name == "Sequential" and cls == "InputLayer":
                     continue
-                # A nested Sequential's own flag is dropped on load, like the top one's.
-                flag = True if cls == "Sequential" else (_flag(cfg) is not False)
+                # A nested Sequential's own flag is dropped on load, like the top one's; Keras 2
+                # drops every nested model's (tf_keras Functional.from_config ignores it).
+                dropped = cls == "Sequential" or (self.major == 2 and cls in CONTAINER_CLASSES)
+                flag = True if dropped else (_flag(cfg) is not False)
                 child = Node(
                     name=str(cfg.get("name", f"layer_{i}")),
                     class_name=cls,
@@ -315,7 +319,7 @@ class Tree:
             name=cs.name,
             class_name=cs.class_name,
             config=cs.config,
-            spec=spec_for(cs.class_name, cs.config),
+            spec=spec_for(cs.class_name, cs.config, major=self.major),
             parent=node,
             flag=flag,
             config_flag=config_flag,
@@ -407,6 +411,14 @@ class Tree:
             return Cause.NATURE, var.detail
         if not node.flag:
             return Cause.LAYER, self._frozen_by(node)
+        if self.major == 2:
+            # Keras 2: a layer's trainable_weights is empty when it is frozen, so a frozen layer
+            # freezes the sublayers it holds (a nested model's flag is dropped on load instead)
+            cur = node.parent
+            while cur is not None and cur.parent is not None and not cur.is_container:
+                if not cur.flag:
+                    return Cause.LAYER, self._frozen_by(cur)
+                cur = cur.parent
         return Cause.TRAINABLE, None
 
     def _inconsistencies(self, nodes: list[Node]) -> list[str]:
@@ -415,11 +427,16 @@ class Tree:
         out: list[str] = []
         if not self.root.flag:
             return out
-        if self.root.class_name == "Sequential" and self.root.config_flag is False:
-            if any(v.trainable for v in self.order):
+        if self.root.config_flag is False and any(v.trainable for v in self.order):
+            if self.root.class_name == "Sequential":
                 out.append(
                     f"the top Sequential `{self.root.name}` is saved frozen, but Keras drops a "
                     "Sequential's own flag on load: its trainable layers are trained"
+                )
+            else:  # Keras 2 drops every model's flag
+                out.append(
+                    f"the top model `{self.root.name}` is saved frozen, but Keras 2 drops a model's "
+                    "own flag on load: its trainable layers are trained"
                 )
         # below[id(n)]: trained nodes strictly below n = (count, fresh count, first six)
         below: dict[int, tuple[int, int, list[Node]]] = {}
@@ -465,7 +482,9 @@ class Tree:
                 expect = want.get(v.name)
                 if expect is None:
                     continue
-                ok = len(expect) == len(v.shape) and all(e is None or e == d for e, d in zip(expect, v.shape, strict=True))
+                ok = len(expect) == len(v.shape) and all(
+                    e is None or e == d for e, d in zip(expect, v.shape, strict=True)
+                )
                 if not ok:
                     shown = tuple("?" if e is None else e for e in expect)
                     out.append(
@@ -501,17 +520,57 @@ class Tree:
 
     def _weights_order(self, attached: list[Variable]) -> list[Variable]:
         """`model.weights` order (Keras 3 `Layer.weights`): a layer's own variables, then each
-        tracked sublayer's weights depth first, each variable once."""
+        tracked sublayer's weights depth first, each variable once. Keras 2 differs (_keras2_weights)."""
         out: list[Variable] = []
-        stack = [self.root]
-        while stack:
-            node = stack.pop()
-            out.extend(self._own_in_creation_order(node))
-            stack.extend(reversed(self._tracked_children(node)))
+        if self.major == 2:
+            out = self._keras2_weights(self.root)
+        else:
+            stack = [self.root]
+            while stack:
+                node = stack.pop()
+                out.extend(self._own_in_creation_order(node))
+                stack.extend(reversed(self._tracked_children(node)))
         seen = {id(v) for v in out}
         if len(seen) != len(attached) or any(id(v) not in seen for v in attached):
             return attached  # not every variable hangs off the tree: keep the readers' order
         return out
+
+    def _keras2_weights(self, node: Node) -> list[Variable]:
+        """tf_keras `weights` of a layer: a model's is each layer's `variables` in `layers` order,
+        then its own (training.Model._undeduplicated_weights); any other layer's is
+        `trainable_weights + non_trainable_weights` (base_layer.Layer.weights), which gather the
+        sublayers' and are gated by the layer's own flag."""
+        if node.is_container:
+            out = [v for c in self._tracked_children(node) for v in self._keras2_weights(c)]
+            return out + self._own_in_creation_order(node)
+        return self._keras2_part(node, True) + self._keras2_part(node, False)
+
+    def _keras2_part(self, node: Node, trainable: bool) -> list[Variable]:
+        """tf_keras `trainable_weights` (True) or `non_trainable_weights` (False) of a layer."""
+        own = self._own_in_creation_order(node)
+        made_trainable = [v for v in own if v.cause is not Cause.NATURE]  # `_trainable_weights`
+        made_frozen = [v for v in own if v.cause is Cause.NATURE]
+        children = self._tracked_children(node)
+        if node.is_container:  # training.Model.trainable_weights / non_trainable_weights
+            if trainable:
+                if not node.flag:
+                    return []
+                return [v for c in children for v in self._keras2_part(c, True)] + made_trainable
+            if node.flag:
+                return [v for c in children for v in self._keras2_part(c, False)] + made_frozen
+            return (
+                [v for c in children for v in self._keras2_part(c, True)]
+                + made_trainable
+                + [v for c in children for v in self._keras2_part(c, False)]
+                + made_frozen
+            )
+        if trainable:
+            if not node.flag:
+                return []
+            return made_trainable + [v for c in children for v in self._keras2_part(c, True)]
+        if node.flag:
+            return made_frozen + [v for c in children for v in self._keras2_part(c, False)]
+        return made_trainable + made_frozen + [v for c in children for v in self._keras2_weights(c)]
 
     def finish(self, *, source: str, fmt: str, keras_version: str | None) -> ModelInfo:
         """Resolve effective trainability and package everything as a ModelInfo."""
