@@ -493,7 +493,24 @@ def _own_trainable(info: ModelInfo, layers: dict[str, Layer], v: Variable) -> bo
     return natural and (layer.flag if layer is not None else True)
 
 
-def h5_weight_order(plan: Plan) -> dict[str, list[str]]:
+def _weight_names_positions(src: str) -> dict[str, int]:
+    """Dataset path -> position in its group's `weight_names` (the order the file stores)."""
+    import h5py
+
+    from varctl.formats import _h5safe
+
+    out: dict[str, int] = {}
+    with h5py.File(src, "r", locking=False) as h5:
+        weights = _h5safe.get_group(h5, "model_weights")
+        for top in (_h5safe.list_attr(weights, "layer_names") or []) if weights is not None else []:
+            group = _h5safe.get_group(weights, top)
+            names = (_h5safe.list_attr(group, "weight_names") or []) if group is not None else []
+            for i, name in enumerate(names):
+                out[f"/model_weights/{top}/{name}"] = i
+    return out
+
+
+def h5_weight_order(plan: Plan, src: str | None = None) -> dict[str, list[str]]:
     """New `weight_names` per top-level layer group of a legacy .h5 file.
 
     Legacy loading is positional against `layer.trainable_weights + layer.non_trainable_weights`,
@@ -511,7 +528,9 @@ def h5_weight_order(plan: Plan) -> dict[str, list[str]]:
     order = model_order(plan.before)
     position = {v.storage: i for i, v in enumerate(order)} if order is not None else None
     groups: dict[str, list[Variable]] = {}
-    for v in plan.before.variables:
+    # listings are in model.weights order; the check below needs each group in the file's order
+    in_file_order = _weight_names_positions(src) if src is not None else {}
+    for v in sorted(plan.before.variables, key=lambda v: in_file_order.get(v.storage, -1)):
         groups.setdefault(v.storage.split("/")[2], []).append(v)  # /model_weights/<layer>/...
 
     def partition(vs: list[Variable], flag: Callable[[Variable], bool]) -> list[Variable]:
@@ -575,7 +594,7 @@ def _write_h5(src: str, tmp: str, plan: Plan) -> None:
     import h5py
 
     config, drop_optimizer = plan.config, plan.drop_optimizer
-    orders = h5_weight_order(plan)
+    orders = h5_weight_order(plan, src)
 
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         shutil.copyfileobj(fin, fout, _COPY_CHUNK)
