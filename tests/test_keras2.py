@@ -263,3 +263,21 @@ def test_keras2_weights_h5_has_the_models_shapes(k2_dir, name):
     info = open_model(str(folder / f"{name}.weights.h5"))
     got = sorted((v.shape, v.dtype) for v in info.variables)
     assert got == sorted((s, d) for _p, s, d, _t in expected[name, "model"])
+
+
+@pytest.mark.parametrize("ext", ["h5", "keras"])
+def test_freezing_keras2_attention_loads_frozen_in_tf_keras(k2_dir, tmp_path, ext):
+    """Keras 2 keeps a frozen MultiHeadAttention frozen (Keras 3 would rebuild its sublayers
+    trainable), so the freeze is allowed, and tf-keras loads it with only the head trainable and
+    the same weights."""
+    folder, _ = k2_dir
+    out = tmp_path / f"frozen.{ext}"
+    result = CliRunner().invoke(
+        app, ["freeze", str(folder / f"attention.{ext}"), "-p", "mha", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    before, after = _load(str(folder / f"attention.{ext}")), _load(str(out))
+    assert [_leaf(v) for v in after.trainable_weights] == ["kernel", "bias"]
+    assert [v.name.split("/")[0] for v in after.trainable_weights] == ["head", "head"]
+    assert all((a == b).all() for a, b in zip(before.get_weights(), after.get_weights(), strict=True))
+    assert _rows(open_model(str(out))) == tf_keras_rows(after)
