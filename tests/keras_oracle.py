@@ -2,8 +2,9 @@
 
 `expected(path)` loads the file with Keras and returns, for every variable, the hierarchical path
 (enclosing layer names from the top model down, then the variable name), shape, dtype and whether it
-is in `model.trainable_variables` -- in Keras's own save order, recorded by running Keras's own
-`saving_lib._save_state` against a store that only records what it is given.
+is in `model.trainable_variables` -- in `model.weights` order (row i is `model.get_weights()[i]`),
+the order varctl lists in. `expected_save_order` gives Keras's save order instead, recorded by
+running Keras's own `saving_lib._save_state` against a store that only records what it is given.
 """
 
 from __future__ import annotations
@@ -69,24 +70,32 @@ def load(path, **kwargs):
         return keras.saving.load_model(path, **kwargs)
 
 
+def rows(model):
+    """[(path, shape, dtype, trainable)] of a loaded model, in `model.weights` order."""
+    trainable = {id(v) for v in model.trainable_variables}
+    names = hierarchical_paths(model)
+    return [
+        (names[id(v)], tuple(int(d) for d in v.shape), str(v.dtype), id(v) in trainable)
+        for v in model.weights
+    ]
+
+
 def expected(path, *, compile=False):
-    """[(path, shape, dtype, trainable)] as Keras reports after loading `path`, in save order."""
+    """[(path, shape, dtype, trainable)] as Keras reports after loading `path` (any format Keras
+    loads), in `model.weights` order: row i is `model.get_weights()[i]`."""
+    return rows(load(path, compile=compile))
+
+
+def expected_save_order(path, *, compile=False):
+    """The same rows in the order Keras writes model.weights.h5 (what `.keras` stores)."""
     model = load(path, compile=compile)
     trainable = {id(v) for v in model.trainable_variables}
     names = hierarchical_paths(model)
-    rows = []
-    for _group, _key, v in save_order(model):
-        rows.append((names[id(v)], tuple(int(d) for d in v.shape), str(v.dtype), id(v) in trainable))
-    return rows
+    return [
+        (names[id(v)], tuple(int(d) for d in v.shape), str(v.dtype), id(v) in trainable)
+        for _group, _key, v in save_order(model)
+    ]
 
 
-def expected_legacy(path):
-    """Same for a legacy .h5: Keras writes each top-level layer's trainable + non-trainable weights."""
-    model = load(path, compile=False)
-    trainable = {id(v) for v in model.trainable_variables}
-    names = hierarchical_paths(model)
-    rows = []
-    for layer in model.layers:
-        for v in layer.trainable_weights + layer.non_trainable_weights:
-            rows.append((names[id(v)], tuple(int(d) for d in v.shape), str(v.dtype), id(v) in trainable))
-    return rows
+# legacy .h5 files are loaded by the same call: one order for every format
+expected_legacy = expected

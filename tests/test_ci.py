@@ -446,7 +446,7 @@ def test_json_schemas(models):
     }
     assert stats["schema"] == "varctl.stats/1"
     assert set(stats["variables"][0]) == {
-        "path", "layer", "name", "shape", "dtype", "params", "trainable",
+        "path", "layer", "name", "shape", "dtype", "params", "trainable", "cause",
         "min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count",
     }  # fmt: skip
 

@@ -33,7 +33,7 @@ SAMPLE_COUNTS = {
 WARNS = {"seed_explicit", "seed_custom_layer"}  # custom layer classes varctl does not know
 
 LIST_KEYS = {"schema", "model", "format", "keras_version", "variables", "totals", "warnings"}
-VAR_KEYS = {"path", "layer", "name", "shape", "dtype", "params", "trainable", "reason"}
+VAR_KEYS = {"index", "path", "layer", "name", "shape", "dtype", "params", "trainable", "cause", "reason"}
 TOTAL_KEYS = {"params", "trainable", "non_trainable", "bytes"}
 LAYERS_KEYS = {"schema", "model", "format", "keras_version", "layers", "totals", "warnings"}
 LAYER_KEYS = {
@@ -86,7 +86,7 @@ def test_json_follows_the_list_schema(name, fmt):
     result = varctl("list", path, "-f", "json")
     doc = json.loads(result.stdout)
     assert set(doc) == LIST_KEYS
-    assert doc["schema"] == "varctl.list/1"
+    assert doc["schema"] == "varctl.list/2"
     assert doc["model"] == path
     assert doc["format"] == fmt
     assert re.fullmatch(r"\d+\.\d+\.\d+", doc["keras_version"])

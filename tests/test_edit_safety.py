@@ -94,7 +94,7 @@ def test_dry_run_makes_the_writers_refusals(tmp_path, monkeypatch):
     from varctl.errors import UsageError
     from varctl.formats import legacy_h5
 
-    def refuse(before, after):
+    def refuse(before, after, manifest):
         raise UsageError("cannot reorder the weights of layer 'inner' in this legacy .h5 file safely")
 
     monkeypatch.setattr(legacy_h5, "weight_order", refuse)

@@ -68,7 +68,7 @@ def check(tmp: Path, data: bytes, name: str = "m.keras") -> None:
     lines = result.stderr.splitlines()
     if result.exit_code == 0:
         doc = json.loads(result.stdout)
-        assert doc["schema"] == "varctl.list/1"
+        assert doc["schema"] == "varctl.list/2"
         assert all(line.startswith("varctl: warning: ") for line in lines), lines
         FOUND["listed"] = FOUND.get("listed", 0) + 1
     else:

@@ -7,6 +7,7 @@ groups (MultiHeadAttention's `_dropout_layer`/`_softmax`, a Bidirectional's `lay
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,21 @@ def test_old_release_lists_as_keras_loads_it(path):
     got = [(v.path, v.shape, v.dtype, v.trainable) for v in info.variables]
     assert got == keras_oracle.expected(str(path))
     assert not any("not known" in w or "no group" in w or "not described" in w for w in info.warnings)
+
+
+EXPECTED = sorted(LEGACY.glob("*/*.expected.json"))
+
+
+def test_recent_releases_are_covered():
+    have = {tuple(map(int, p.parent.name.split("."))) for p in EXPECTED}
+    assert {(3, 12, 0), (3, 13, 0)} <= have
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=[f"{p.parent.name}/{p.stem}" for p in EXPECTED])
+def test_release_lists_as_the_release_itself_loads_it(expected):
+    """The expectations were written by the release that wrote the file (make.py,
+    VARCTL_EXPECTATIONS=1): its model.weights after loading, in order. No Keras needed here."""
+    path = expected.with_name(expected.name.replace(".expected.json", ".keras"))
+    info = open_model(str(path))
+    got = [[v.path, list(v.shape), v.dtype, v.trainable] for v in info.variables]
+    assert got == json.loads(expected.read_text())

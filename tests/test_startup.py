@@ -51,5 +51,5 @@ def test_help_needs_neither_rich_nor_h5py():
 
 def test_list_json_does_not_import_rich():
     stdout, modules = _modules("list", "sample_models/seed_dense.keras", "-f", "json")
-    assert '"schema": "varctl.list/1"' in stdout
+    assert '"schema": "varctl.list/2"' in stdout
     assert "rich" not in modules and "pydantic" not in modules

@@ -86,6 +86,7 @@ def test_weights_file_through_the_cli(weights_dir):
     doc = json.loads(result.stdout)
     assert doc["format"] == "weights" and doc["keras_version"] is None
     assert doc["variables"][0] == {
+        "index": 0,
         "path": "layers/dense/vars/0",
         "layer": "layers/dense",
         "name": "vars/0",
@@ -93,6 +94,7 @@ def test_weights_file_through_the_cli(weights_dir):
         "dtype": "float32",
         "params": 2,
         "trainable": None,
+        "cause": "unknown",
         "reason": "unknown: a weights-only file records no trainable flags",
     }
     assert result.stderr.startswith(f"varctl: warning: {path}: weights-only file")

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-# JSON schema id of `varctl list -f json`. Renaming or removing a key bumps it.
-LIST_SCHEMA = "varctl.list/1"
+# JSON schema id of `varctl list -f json`. Renaming or removing a key, or changing what a key or
+# the order means, bumps it (docs/json.md). /2: variables in `model.weights` order, with `index`
+# (the position in `model.weights`) and `cause`.
+LIST_SCHEMA = "varctl.list/2"
 
 
 class _Word(str, Enum):
@@ -86,6 +88,7 @@ class Variable:
             "dtype": self.dtype,
             "params": self.params,
             "trainable": self.trainable,
+            "cause": self.cause.value,
             "reason": self.reason,
             **({"quantization": self.quantization} if self.quantization else {}),
             **({"logical_params": self.logical_params} if self.logical_params is not None else {}),
@@ -170,12 +173,15 @@ class ModelInfo:
 
     def to_dict(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, Any]:
         vs = self.variables if variables is None else variables
+        # `index`: the row's position in the whole listing (= model.weights for the Keras formats),
+        # kept when a selection (-p, --trainable) shows only some rows
+        position = {id(v): i for i, v in enumerate(self.variables)}
         return {
             "schema": LIST_SCHEMA,
             "model": self.source,
             "format": self.format,
             "keras_version": self.keras_version,
-            "variables": [v.to_dict() for v in vs],
+            "variables": [{"index": position.get(id(v)), **v.to_dict()} for v in vs],
             "totals": self.totals(vs),
             "warnings": list(self.warnings),
         }

@@ -5,11 +5,15 @@ Run it in a throwaway environment that has that release (never the project venv)
     python3 -m venv /tmp/k35 && /tmp/k35/bin/pip install keras==3.5.0 "numpy<2" h5py "jax[cpu]==0.4.30" scipy
     KERAS_BACKEND=jax /tmp/k35/bin/python tests/legacy_files/make.py
 
-Releases before 3.4 also need `packaging`. The files go to tests/legacy_files/<keras version>/;
+Releases before 3.4 also need `packaging`. With VARCTL_EXPECTATIONS=1 it also writes
+`<name>.expected.json`: the rows that release reports after loading the file (model.weights order).
+3.12.0 and 3.13.0 were written with `pip install --no-deps keras==3.1x.0` into a venv whose
+`.pth` file points at the project venv's site-packages (TensorFlow 2.21 backend, no download). The files go to tests/legacy_files/<keras version>/;
 the backend does not change the file layout. Every model is trained one step, so the files carry
 optimizer state as real ones do.
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -80,6 +84,22 @@ def misc():
 MODELS = [nested, attention, recurrent, batchnorm, misc]
 
 
+def expectations(model) -> list:
+    """[path, shape, dtype, trainable] per variable of a model this release loaded, in
+    `model.weights` order: what varctl must list (tests/test_legacy_files.py)."""
+    names = {}
+
+    def walk(layer, prefix):
+        for v in layer._trainable_variables + layer._non_trainable_variables:
+            names.setdefault(id(v), prefix + v.name)
+        for sub in layer._layers:
+            walk(sub, prefix + sub.name + "/")
+
+    walk(model, "")
+    trainable = {id(v) for v in model.trainable_variables}
+    return [[names[id(v)], [int(d) for d in v.shape], str(v.dtype), id(v) in trainable] for v in model.weights]
+
+
 def main() -> None:
     out = Path(__file__).resolve().parent / keras.__version__
     out.mkdir(exist_ok=True)
@@ -92,6 +112,10 @@ def main() -> None:
         model.fit(x, np.zeros_like(y), epochs=1, verbose=0)
         model.save(out / f"{build.__name__}.keras")
         print(out / f"{build.__name__}.keras", os.path.getsize(out / f"{build.__name__}.keras"))
+        if os.environ.get("VARCTL_EXPECTATIONS"):  # written for 3.12 and later
+            loaded = keras.saving.load_model(out / f"{build.__name__}.keras")
+            rows = expectations(loaded)
+            (out / f"{build.__name__}.expected.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
     print(f"keras {keras.__version__} ({keras.backend.backend()}) on Python {sys.version.split()[0]}")
 
 

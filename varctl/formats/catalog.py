@@ -158,6 +158,66 @@ def _mha(c: Config) -> LayerSpec:
     return LayerSpec((), tuple(children))
 
 
+# -- Keras 2 (tf-keras) ---------------------------------------------------------------------------
+# What differs in files written by Keras 2 (keras_version 2.x), from tf_keras/src/layers/...:
+# variable names, the attributes sublayers are saved under, and how sublayers get their flag (in
+# Keras 2 a layer's `trainable_weights` is empty when the layer itself is frozen, so a frozen
+# layer's sublayers never train, however they were built: INHERIT says exactly that).
+
+
+def _depthwise_k2(c: Config) -> LayerSpec:
+    # tf_keras DepthwiseConv*D: add_weight(name="depthwise_kernel"); Keras 3 calls it `kernel`
+    return LayerSpec(_vars("depthwise_kernel", ("bias", c.get("use_bias", True))))
+
+
+def _mha_k2(c: Config) -> LayerSpec:
+    # tf_keras MultiHeadAttention._build_from_signature: self._query_dense, _key_dense,
+    # _value_dense, then _output_dense (no gate in Keras 2); saved under those attribute names.
+    bias = "bias_axes_present" if c.get("use_bias", True) else None
+    sub = {"bias_axes": bias}
+    return LayerSpec(
+        (),
+        (
+            ChildSpec("_query_dense", "query", "EinsumDense", sub, INHERIT),
+            ChildSpec("_key_dense", "key", "EinsumDense", sub, INHERIT),
+            ChildSpec("_value_dense", "value", "EinsumDense", sub, INHERIT),
+            ChildSpec("_output_dense", "attention_output", "EinsumDense", sub, INHERIT),
+        ),
+    )
+
+
+def _bidirectional_k2(c: Config) -> LayerSpec:
+    # tf_keras Bidirectional renames its copies `forward_<name>` and `backward_<name>`; the config
+    # keeps the wrapped layer's own name (and its `layer` attribute is saved, without variables).
+    spec = _bidirectional(c)
+    out = []
+    for child in spec.children:
+        prefix = "forward_" if child.attr == "forward_layer" else "backward_"
+        out.append(
+            ChildSpec(
+                child.attr, prefix + child.name, child.class_name, child.config, CONFIG, child.config_key
+            )
+        )
+    return LayerSpec((), tuple(reversed(out)))  # forward first, as tf-keras tracks them
+
+
+_SPECS_K2: dict[str, Callable[[Config], LayerSpec]] = {
+    "DepthwiseConv1D": _depthwise_k2,
+    "DepthwiseConv2D": _depthwise_k2,
+    "MultiHeadAttention": _mha_k2,
+    "Bidirectional": _bidirectional_k2,
+}
+
+
+def keras_major(version: str | None) -> int:
+    """3 for Keras 3 files and files that do not say; 2 for Keras 2 (tf-keras, `2.x`, `2.x-tf`) and
+    older. Rules for names, flags and order follow the Keras that wrote the file."""
+    if not version:
+        return 3
+    head = str(version).strip().split(".", 1)[0]
+    return 2 if head.isdigit() and int(head) < 3 else 3
+
+
 def _attention(c: Config) -> LayerSpec:
     return LayerSpec(
         _vars(("scale", bool(c.get("use_scale"))), ("concat_score_weight", c.get("score_mode") == "concat"))
@@ -218,6 +278,11 @@ _SPECS: dict[str, Callable[[Config], LayerSpec]] = {
     "MultiHeadAttention": _mha,
     "Attention": _attention,
     "AdditiveAttention": lambda c: LayerSpec(_vars(("scale", c.get("use_scale", True)))),
+    # Keras classes defined outside keras.layers (module keras.src.applications.*): ConvNeXt's
+    # LayerScale calls add_weight without a name, and Keras names such a variable `variable`
+    # (loading makes it unique per process: `variable_18`; the file has no name to keep).
+    "LayerScale": _const("variable"),
+    "StochasticDepth": lambda c: LayerSpec(()),
     **{cls: (lambda c: LayerSpec(())) for cls in _NO_VARIABLES},
 }
 
@@ -226,7 +291,10 @@ _SPECS: dict[str, Callable[[Config], LayerSpec]] = {
 # `model.variables` order and so the optimizer's slot order. Classes with one sublayer need no
 # entry; a class with several that is missing here makes optimizer remapping fall back to drop.
 TRACKING_ORDER: dict[str, tuple[str, ...]] = {
-    "MultiHeadAttention": ("query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"),
+    "MultiHeadAttention": (
+        *("query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"),
+        *("_query_dense", "_key_dense", "_value_dense", "_output_dense"),  # Keras 2 attributes
+    ),
     "Bidirectional": ("forward_layer", "backward_layer"),
 }
 
@@ -275,11 +343,19 @@ def is_builtin(entry: Config) -> bool:
     registered = entry.get("registered_name")
     if registered and registered != entry.get("class_name"):
         return False
-    return module is None or str(module).startswith("keras")
+    return module is None or keras_module(module)
 
 
-def spec_for(class_name: str, config: Config, *, builtin: bool = True) -> LayerSpec | None:
-    """The LayerSpec of a built-in layer class, or None when varctl does not know the class."""
+def keras_module(module: object) -> bool:
+    """A module of Keras itself: `keras`, `keras.*` (`keras.src.*` included) or Keras 2's `tf_keras.*`."""
+    return isinstance(module, str) and (
+        module in ("keras", "tf_keras") or module.startswith(("keras.", "tf_keras."))
+    )
+
+
+def spec_for(class_name: str, config: Config, *, builtin: bool = True, major: int = 3) -> LayerSpec | None:
+    """The LayerSpec of a built-in layer class (as the Keras `major` version wrote it), or None
+    when varctl does not know the class."""
     if not builtin:
         return None
     if "lora_rank" in config or isinstance(config.get("dtype"), dict | str):
@@ -287,7 +363,7 @@ def spec_for(class_name: str, config: Config, *, builtin: bool = True) -> LayerS
 
         if (quantized := quantization.spec_for(class_name, config)) is not None:
             return quantized
-    make = _SPECS.get(class_name)
+    make = (_SPECS_K2.get(class_name) if major == 2 else None) or _SPECS.get(class_name)
     return make(config) if make else None
 
 

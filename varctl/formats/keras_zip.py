@@ -234,7 +234,7 @@ def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: boo
             meta = read_json_member(zf, members[METADATA_MEMBER])
             if isinstance(meta, dict) and meta.get("keras_version") is not None:
                 keras_version = str(meta["keras_version"])
-        tree = Tree(config)
+        tree = Tree(config, keras_version)
         with open_weights(raw, zf, _weights_member(members)) as h5:
             scanned = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
             manifest = Manifest(scanned, keras_version)
@@ -247,7 +247,7 @@ def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: boo
 
 def interpret(config: Any, manifest: Manifest, source: str) -> ModelInfo:
     """The ModelInfo of `config` over the scanned weights (pure: the file is not read)."""
-    tree = Tree(config)
+    tree = Tree(config, manifest.keras_version)
     _Walker(tree).walk(tree.root, manifest.weights, "")
     return _finish(tree, config, manifest, source)
 

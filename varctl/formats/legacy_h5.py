@@ -74,13 +74,13 @@ def read(path: str, source: str, for_edit: bool = False) -> Parsed:
     """Read a legacy `.h5` model once (args as keras_zip.read)."""
     with _open(path) as h5:
         config = _read_config(h5)
-        tree = Tree(config)
         weights = _h5safe.get_group(h5, MODEL_WEIGHTS)
         if weights is None:
             raise UnreadableModel("legacy .h5 model without 'model_weights' group")
         manifest = Manifest(
             _scan(weights), _h5safe.str_attr(h5, KERAS_VERSION), _h5safe.str_attr(h5, TRAINING_CONFIG)
         )
+        tree = Tree(config, manifest.keras_version)
         _attach(tree, manifest)
         if any(not n.known for n in tree.root.walk()) and manifest.training_config is not None:
             group = _h5safe.get_group(h5, OPTIMIZER_WEIGHTS)
@@ -91,7 +91,7 @@ def read(path: str, source: str, for_edit: bool = False) -> Parsed:
 
 def interpret(config: Any, manifest: Manifest, source: str) -> ModelInfo:
     """The ModelInfo of `config` over the scanned weights (pure: the file is not read)."""
-    tree = Tree(config)
+    tree = Tree(config, manifest.keras_version)
     _attach(tree, manifest)
     return _finish(tree, manifest, source)
 
@@ -216,7 +216,7 @@ def saved_slots(parsed: Parsed) -> None:
 
 def check_rewrite(parsed: Parsed, after: ModelInfo) -> None:
     """Refusals write() would make: the positional weight reorder (UsageError when unsafe)."""
-    weight_order(parsed.info, after)
+    weight_order(parsed.info, after, parsed.manifest)
 
 
 @contextmanager
@@ -236,7 +236,7 @@ def _own_trainable(layers: dict[str, Layer], v: Variable) -> bool:
     return natural and (layer.flag if layer is not None else True)
 
 
-def weight_order(before: ModelInfo, after: ModelInfo) -> dict[str, list[str]]:
+def weight_order(before: ModelInfo, after: ModelInfo, manifest: Manifest | None) -> dict[str, list[str]]:
     """New `weight_names` per top-level layer group, for the flags of `after`.
 
     Legacy loading is positional against `layer.trainable_weights + layer.non_trainable_weights`,
@@ -253,7 +253,11 @@ def weight_order(before: ModelInfo, after: ModelInfo) -> dict[str, list[str]]:
     order = slot_inference.model_order(before)
     position = {v.storage: i for i, v in enumerate(order)} if order is not None else None
     groups: dict[str, list[Variable]] = {}
-    for v in before.variables:
+    # listings are in model.weights order; the check below needs each group in the file's order
+    in_file_order = {
+        ds.name: i for _, found in (manifest.groups if manifest else []) for i, (_, ds) in enumerate(found)
+    }
+    for v in sorted(before.variables, key=lambda v: in_file_order.get(v.storage, -1)):
         groups.setdefault(v.storage.split("/")[2], []).append(v)  # /model_weights/<layer>/...
 
     def partition(vs: list[Variable], flag: Callable[[Variable], bool]) -> list[Variable]:
@@ -311,7 +315,7 @@ def _set_name_list(group: h5py.Group, key: str, names: list[str]) -> None:
 def write(parsed: Parsed, rewrite: Rewrite, tmp: str) -> None:
     """Write the edited model to `tmp`: a copy of the file, then its attributes rewritten in place
     (in a forked child: a crash of the HDF5 library, e.g. on a full disk, is one clean error)."""
-    orders = weight_order(parsed.info, rewrite.after)
+    orders = weight_order(parsed.info, rewrite.after, parsed.manifest)
     safe_write.copy_file(parsed.target, tmp)
     in_child(_rewrite, tmp, json.dumps(rewrite.config), orders, rewrite.drop_optimizer, what="the HDF5 copy")
 

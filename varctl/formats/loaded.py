@@ -3,8 +3,7 @@
 Keras and TensorFlow are imported here only, inside functions, so the static paths never pay for
 them. The result is the same ModelInfo the static readers build: hierarchical paths (enclosing
 layer names from the top model down via each layer's tracked sublayers, then `variable.name`), in
-Keras's save order (recorded by running Keras's own save walk against a store that writes
-nothing), effective trainable = in `model.trainable_variables`. Loading also lets varctl see the
+`model.weights` order, effective trainable = in `model.trainable_variables`. Loading also lets varctl see the
 seed article's pitfall: raw `tf.Variable`s held by a layer, which Keras neither trains nor saves.
 
 `verify` (freeze/unfreeze --verify) loads a written file the same way and checks that Keras trains
@@ -145,8 +144,7 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
     Args:
         path: a `.keras` archive or legacy `.h5` model.
         source: the path as the user gave it.
-        kind: "keras" or "h5" (from open_model's sniffing): the format reported, and the save order
-            used (a legacy `.h5` is written layer by layer, trainable weights first).
+        kind: "keras" or "h5" (from open_model's sniffing): the format reported.
         options: custom-object modules and safe mode.
 
     Raises:
@@ -157,7 +155,7 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
     custom = import_custom_objects(options.custom_objects)
     model, notes = _load(keras, path, options, custom)
     paths, owners, layers = _hierarchy(model)
-    order = _legacy_order(model) if kind == "h5" else _save_order(model, notes)
+    order = list(model.weights)  # every reader lists in model.weights order (docs/json.md)
     trainable = {id(v) for v in model.trainable_variables}
     variables = []
     for v in order:

@@ -23,11 +23,14 @@ from varctl.formats.catalog import (
     CONTAINER_CLASSES,
     INHERIT,
     KERAS_LAYER_CLASSES,
+    TRACKING_ORDER,
     ChildSpec,
     LayerSpec,
     VarSpec,
     class_and_config,
     is_builtin,
+    keras_major,
+    keras_module,
     spec_for,
 )
 from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
@@ -47,15 +50,12 @@ _LAYER_KEYS = frozenset({"layers", "layer", "backward_layer", "forward_layer", "
 _MAX_SCAN = 5_000_000  # config nodes; json.loads already bounds the depth
 
 
-def _keras_module(module: Any) -> bool:
-    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
-
-
 def find_risks(top: Config) -> list[Risk]:
     """Every reference to code in a saved config: Lambda layers and serialized lambdas at any depth,
     layers that wrap code, and classes or functions from outside Keras (custom objects).
 
-    Keras 3 records each object's `module`; legacy `.h5` configs do not, so there a layer class is
+    Keras 3 records each object's `module` (`keras.*`, `keras.src.*`, and `tf_keras.*` in Keras 2
+    archives are all Keras's own); legacy `.h5` configs do not, so there a layer class is
     Keras's own iff keras.layers exports it, and a registered name (`pkg>Name`) is always custom.
     Nothing is imported or evaluated: this only reads names.
     """
@@ -105,7 +105,7 @@ def _risk_of(obj: Config, cls: str, is_layer: bool, in_lambda: bool, where: str)
     registered = obj.get("registered_name")
     if "module" in obj:  # Keras 3: the module is recorded
         module = obj.get("module")
-        keras_own = _keras_module(module) and registered in (None, cls) and ">" not in cls
+        keras_own = keras_module(module) and registered in (None, cls) and ">" not in cls
     else:  # legacy .h5: no module; a registered custom class is saved as `pkg>Name`
         module = None
         keras_own = ">" not in cls and (not is_layer or cls in KERAS_LAYER_CLASSES)
@@ -183,14 +183,29 @@ class Node:
     def is_container(self) -> bool:
         return self.class_name in CONTAINER_CLASSES and self.spec is None
 
+    # The path is cached (a 4,000-layer model asked for it O(n^2) times); renaming a node
+    # (readers name attribute sublayers from the file) drops the cache of its whole subtree.
+    _path: str | None = field(default=None, init=False, repr=False)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "name" and "name" in self.__dict__ and value != self.__dict__["name"]:
+            for n in self.walk():
+                object.__setattr__(n, "_path", None)
+            root = self
+            while root.parent is not None:
+                root = root.parent
+            object.__setattr__(root, "_renamed", True)
+        object.__setattr__(self, key, value)
+
     @property
     def path(self) -> str:
-        names = []
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            names.append(node.name)
-            node = node.parent
-        return "/".join(reversed(names))
+        if self._path is None:
+            if self.parent is None:
+                self._path = ""
+            else:
+                above = self.parent.path
+                self._path = f"{above}/{self.name}" if above else self.name
+        return self._path
 
     @property
     def depth(self) -> int:
@@ -203,9 +218,13 @@ class Node:
         return self.list_children + list(self.attr_children.values())
 
     def walk(self) -> list[Node]:
-        out = [self]
-        for c in self.children():
-            out.extend(c.walk())
+        """This node and every node below it, depth first (iterative: no recursion limit)."""
+        out: list[Node] = []
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(reversed(node.children()))
         return out
 
     def var_spec(self, name: str) -> VarSpec | None:
@@ -217,13 +236,17 @@ class Node:
 class Tree:
     """The layer tree of one model plus the variables its reader attached, in file order."""
 
-    def __init__(self, top_entry: Config) -> None:
+    def __init__(self, top_entry: Config, keras_version: str | None = None) -> None:
         if not isinstance(top_entry, dict) or "class_name" not in top_entry:
             raise UnreadableModel("model config has no 'class_name': not a Keras model config")
+        # Names, flags and order follow the Keras that wrote the file (catalog.keras_major).
+        self.major = keras_major(keras_version)
         cls, cfg = class_and_config(top_entry)
         # Keras drops a Sequential's own flag on load (a frozen top Sequential trains the children
         # that are themselves trainable); a Functional or subclassed model keeps its flag.
-        top_flag = True if cls == "Sequential" else (_flag(cfg) is not False)
+        # Keras 2 (tf_keras) drops every model's own flag on load, the top one's included.
+        dropped = cls == "Sequential" or (self.major == 2 and cls in CONTAINER_CLASSES)
+        top_flag = True if dropped else (_flag(cfg) is not False)
         self.root = Node(
             name=str(cfg.get("name", "model")),
             class_name=cls,
@@ -238,13 +261,13 @@ class Tree:
         self.order: list[Variable] = []
         self.warnings: list[str] = []
         self.risks = find_risks(top_entry)
+        self._by_path: dict[str, Node] | None = None  # find()'s index, dropped on every change
         self._expand(self.root, top_entry)
 
     # -- building ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _spec(entry: Config, cls: str, cfg: Config) -> LayerSpec | None:
-        return spec_for(cls, cfg, builtin=is_builtin(entry))
+    def _spec(self, entry: Config, cls: str, cfg: Config) -> LayerSpec | None:
+        return spec_for(cls, cfg, builtin=is_builtin(entry), major=self.major)
 
     def _expand(self, node: Node, entry: Config) -> None:
         if node.class_name in CONTAINER_CLASSES and isinstance(node.config.get("layers"), list):
@@ -256,8 +279,10 @@ class Tree:
                 # A Sequential's `layers` property (what Keras saves) leaves out its InputLayer.
                 if node.class_name == "Sequential" and cls == "InputLayer":
                     continue
-                # A nested Sequential's own flag is dropped on load, like the top one's.
-                flag = True if cls == "Sequential" else (_flag(cfg) is not False)
+                # A nested Sequential's own flag is dropped on load, like the top one's; Keras 2
+                # drops every nested model's (tf_keras Functional.from_config ignores it).
+                dropped = cls == "Sequential" or (self.major == 2 and cls in CONTAINER_CLASSES)
+                flag = True if dropped else (_flag(cfg) is not False)
                 child = Node(
                     name=str(cfg.get("name", f"layer_{i}")),
                     class_name=cls,
@@ -294,7 +319,7 @@ class Tree:
             name=cs.name,
             class_name=cs.class_name,
             config=cs.config,
-            spec=spec_for(cs.class_name, cs.config),
+            spec=spec_for(cs.class_name, cs.config, major=self.major),
             parent=node,
             flag=flag,
             config_flag=config_flag,
@@ -323,6 +348,7 @@ class Tree:
             known=False,
         )
         parent.attr_children[attr] = child
+        self._by_path = None
         return child
 
     # -- variables -----------------------------------------------------------------------------
@@ -356,10 +382,13 @@ class Tree:
         self.order.append(var)
 
     def find(self, path: str) -> Node | None:
-        for node in self.root.walk():
-            if node.path == path:
-                return node
-        return None
+        """The node at `path` ("" is the top model), from an index built once per tree change."""
+        if self._by_path is None or self.root.__dict__.get("_renamed"):
+            self.root.__dict__.pop("_renamed", None)
+            self._by_path = {}
+            for node in self.root.walk():
+                self._by_path.setdefault(node.path, node)
+        return self._by_path.get(path)
 
     # -- resolution ----------------------------------------------------------------------------
 
@@ -382,27 +411,55 @@ class Tree:
             return Cause.NATURE, var.detail
         if not node.flag:
             return Cause.LAYER, self._frozen_by(node)
+        if self.major == 2:
+            # Keras 2: a layer's trainable_weights is empty when it is frozen, so a frozen layer
+            # freezes the sublayers it holds (a nested model's flag is dropped on load instead)
+            cur = node.parent
+            while cur is not None and cur.parent is not None and not cur.is_container:
+                if not cur.flag:
+                    return Cause.LAYER, self._frozen_by(cur)
+                cur = cur.parent
         return Cause.TRAINABLE, None
 
-    def _inconsistencies(self) -> list[str]:
+    def _inconsistencies(self, nodes: list[Node]) -> list[str]:
+        """`nodes`: the tree in walk() order. Linear: each node's trained descendants are
+        aggregated bottom-up (count, how many are fresh sublayers, the first six in walk order)."""
         out: list[str] = []
         if not self.root.flag:
             return out
-        if self.root.class_name == "Sequential" and self.root.config_flag is False:
-            if any(v.trainable for v in self.order):
+        if self.root.config_flag is False and any(v.trainable for v in self.order):
+            if self.root.class_name == "Sequential":
                 out.append(
                     f"the top Sequential `{self.root.name}` is saved frozen, but Keras drops a "
                     "Sequential's own flag on load: its trainable layers are trained"
                 )
-        for node in self.root.walk():
+            else:  # Keras 2 drops every model's flag
+                out.append(
+                    f"the top model `{self.root.name}` is saved frozen, but Keras 2 drops a model's "
+                    "own flag on load: its trainable layers are trained"
+                )
+        # below[id(n)]: trained nodes strictly below n = (count, fresh count, first six)
+        below: dict[int, tuple[int, int, list[Node]]] = {}
+        for node in reversed(nodes):  # children before parents
+            count, fresh = 0, 0
+            first: list[Node] = []
+            for c in node.children():
+                c_count, c_fresh, c_first = below[id(c)]
+                if c.flag and any(v.trainable for v in c.variables):
+                    c_count, c_first = c_count + 1, [c, *c_first]
+                    c_fresh += c.attr is not None and c.pointer is None
+                count, fresh = count + c_count, fresh + c_fresh
+                if len(first) < 6:
+                    first.extend(c_first[: 6 - len(first)])
+            below[id(node)] = (count, fresh, first)
+        for node in nodes:
             if node.parent is None or node.config_flag is not False:
                 continue
-            trained = [c for c in node.walk()[1:] if c.flag and any(v.trainable for v in c.variables)]
-            if not trained:
+            count, fresh, trained = below[id(node)]
+            if not count:
                 continue
-            fresh = [c for c in trained if c.attr is not None and c.pointer is None]
-            names = ", ".join(f"`{c.path}`" for c in trained[:5]) + (" ..." if len(trained) > 5 else "")
-            if fresh and len(fresh) == len(trained):
+            names = ", ".join(f"`{c.path}`" for c in trained[:5]) + (" ..." if count > 5 else "")
+            if fresh and fresh == count:
                 out.append(
                     f"layer `{node.path}` is frozen in the config, but Keras rebuilds its sublayers "
                     f"{names} trainable when it loads the file, so they are trained (this freeze "
@@ -415,11 +472,11 @@ class Tree:
                 )
         return out
 
-    def _shape_mismatches(self) -> list[str]:
+    def _shape_mismatches(self, nodes: list[Node]) -> list[str]:
         """Config and weights that cannot belong together (Keras would refuse to load them): the
         file's shapes are listed as they are, with a warning. Checked where the config fixes a size."""
         out = []
-        for node in self.root.walk():
+        for node in nodes:
             # quantized layers store packed or int8 shapes (formats/quantization.py knows them)
             quantized = getattr(node.spec, "mode", None) is not None
             want = _expected_shapes(node.class_name, node.config) if node.known and not quantized else {}
@@ -427,7 +484,9 @@ class Tree:
                 expect = want.get(v.name)
                 if expect is None:
                     continue
-                ok = len(expect) == len(v.shape) and all(e is None or e == d for e, d in zip(expect, v.shape, strict=True))
+                ok = len(expect) == len(v.shape) and all(
+                    e is None or e == d for e, d in zip(expect, v.shape, strict=True)
+                )
                 if not ok:
                     shown = tuple("?" if e is None else e for e in expect)
                     out.append(
@@ -437,10 +496,89 @@ class Tree:
                     )
         return out
 
+    # -- order -----------------------------------------------------------------------------------
+
+    def _own_in_creation_order(self, node: Node) -> list[Variable]:
+        """A layer's own variables in creation order: `_trainable_variables + _non_trainable_variables`
+        (`.keras` stores them so; legacy `.h5` lists them by the trainable state at save time, so a
+        known class is put back in its catalog order)."""
+        if node.spec is None or not node.known:
+            return node.variables
+        rank = {v.name: i for i, v in enumerate(node.spec.variables)}
+        if any(v.name not in rank for v in node.variables):
+            return node.variables
+        return sorted(node.variables, key=lambda v: rank[v.name])
+
+    @staticmethod
+    def _tracked_children(node: Node) -> list[Node]:
+        """Sublayers in the order the layer tracks them (`layer._layers`): a container's `layers`,
+        then attribute sublayers in assignment order (TRACKING_ORDER), unknown ones last."""
+        attrs = node.attr_children
+        if not attrs:
+            return node.list_children
+        rank = {a: i for i, a in enumerate(TRACKING_ORDER.get(node.class_name, ()))}
+        names = sorted(attrs, key=lambda a: rank.get(a, len(rank)))  # stable: file order for the rest
+        return node.list_children + [attrs[a] for a in names]
+
+    def _weights_order(self, attached: list[Variable]) -> list[Variable]:
+        """`model.weights` order (Keras 3 `Layer.weights`): a layer's own variables, then each
+        tracked sublayer's weights depth first, each variable once. Keras 2 differs (_keras2_weights)."""
+        out: list[Variable] = []
+        if self.major == 2:
+            out = self._keras2_weights(self.root)
+        else:
+            stack = [self.root]
+            while stack:
+                node = stack.pop()
+                out.extend(self._own_in_creation_order(node))
+                stack.extend(reversed(self._tracked_children(node)))
+        seen = {id(v) for v in out}
+        if len(seen) != len(attached) or any(id(v) not in seen for v in attached):
+            return attached  # not every variable hangs off the tree: keep the readers' order
+        return out
+
+    def _keras2_weights(self, node: Node) -> list[Variable]:
+        """tf_keras `weights` of a layer: a model's is each layer's `variables` in `layers` order,
+        then its own (training.Model._undeduplicated_weights); any other layer's is
+        `trainable_weights + non_trainable_weights` (base_layer.Layer.weights), which gather the
+        sublayers' and are gated by the layer's own flag."""
+        if node.is_container:
+            out = [v for c in self._tracked_children(node) for v in self._keras2_weights(c)]
+            return out + self._own_in_creation_order(node)
+        return self._keras2_part(node, True) + self._keras2_part(node, False)
+
+    def _keras2_part(self, node: Node, trainable: bool) -> list[Variable]:
+        """tf_keras `trainable_weights` (True) or `non_trainable_weights` (False) of a layer."""
+        own = self._own_in_creation_order(node)
+        made_trainable = [v for v in own if v.cause is not Cause.NATURE]  # `_trainable_weights`
+        made_frozen = [v for v in own if v.cause is Cause.NATURE]
+        children = self._tracked_children(node)
+        if node.is_container:  # training.Model.trainable_weights / non_trainable_weights
+            if trainable:
+                if not node.flag:
+                    return []
+                return [v for c in children for v in self._keras2_part(c, True)] + made_trainable
+            if node.flag:
+                return [v for c in children for v in self._keras2_part(c, False)] + made_frozen
+            return (
+                [v for c in children for v in self._keras2_part(c, True)]
+                + made_trainable
+                + [v for c in children for v in self._keras2_part(c, False)]
+                + made_frozen
+            )
+        if trainable:
+            if not node.flag:
+                return []
+            return made_trainable + [v for c in children for v in self._keras2_part(c, True)]
+        if node.flag:
+            return made_frozen + [v for c in children for v in self._keras2_part(c, False)]
+        return made_trainable + made_frozen + [v for c in children for v in self._keras2_weights(c)]
+
     def finish(self, *, source: str, fmt: str, keras_version: str | None) -> ModelInfo:
         """Resolve effective trainability and package everything as a ModelInfo."""
         resolved: dict[int, Variable] = {}
-        for node in self.root.walk():
+        everything = self.root.walk()  # the one walk of the tree: reused below
+        for node in everything:
             new_vars = []
             for v in node.variables:
                 cause, detail = self._effective(node, v)
@@ -458,9 +596,10 @@ class Tree:
                 resolved[id(v)] = nv
                 new_vars.append(nv)
             node.variables = new_vars
-        self.order = [resolved[id(v)] for v in self.order]
+        self.order = self._weights_order([resolved[id(v)] for v in self.order])
         unknown: dict[str, bool] = {}
-        for n in self.root.walk()[1:]:
+        nodes = everything[1:]
+        for n in nodes:
             if not n.known and n.variables:
                 generic = any(v.name.startswith("vars/") for v in n.variables)
                 unknown[n.class_name] = unknown.get(n.class_name, False) or generic
@@ -472,12 +611,11 @@ class Tree:
                 "Keras, giving the Python file that defines the class: "
                 "varctl list --load --custom-objects layers.py MODEL"
             )
-        self.warnings.extend(self._shape_mismatches())
-        self.warnings.extend(self._inconsistencies())
+        self.warnings.extend(self._shape_mismatches(nodes))
+        self.warnings.extend(self._inconsistencies(everything))
         self.warnings.extend(risk_warnings(self.risks))
-        nodes = self.root.walk()[1:]
         position: dict[tuple[int, int], int] = {}
-        for n in [self.root, *nodes]:
+        for n in everything:
             for i, c in enumerate(n.list_children):
                 position.setdefault((id(n), id(c)), i)
         layers = tuple(
