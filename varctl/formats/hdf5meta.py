@@ -64,6 +64,7 @@ _REFUSED = {
     0x17: "file space info message",
 }
 
+_UNLIMITED = -1  # H5S_UNLIMITED in a maximum shape
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _SINT = {1: "b", 2: "h", 4: "i", 8: "q"}
 # IEEE binary16/32/64: (sign bit, exponent location, exponent size, mantissa size, bias).
@@ -114,11 +115,14 @@ class _Type:
 
 
 class _Space:
-    __slots__ = ("kind", "shape")
+    __slots__ = ("kind", "maxshape", "shape")
 
-    def __init__(self, kind: str, shape: tuple[int, ...] | None) -> None:
+    def __init__(
+        self, kind: str, shape: tuple[int, ...] | None, maxshape: tuple[int, ...] | None = None
+    ) -> None:
         self.kind = kind  # 'scalar' | 'simple' | 'null'
         self.shape = shape  # () for scalar, None for null
+        self.maxshape = maxshape  # None when the message has none (then it is `shape`)
 
     @property
     def count(self) -> int:
@@ -142,7 +146,9 @@ class _Attr:
 class _Header:
     """One object header: what kind of object, its attributes, and (datasets) its storage metadata."""
 
-    __slots__ = ("attrs", "chunks", "filters", "layout", "space", "storage_allocated", "symtab", "type")
+    __slots__ = (
+        "attrs", "chunks", "filters", "layout", "space", "storage_allocated", "storage_size", "symtab", "type",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.attrs: dict[str, _Attr] = {}
@@ -153,6 +159,22 @@ class _Header:
         self.chunks: tuple[int, ...] | None = None
         self.filters: tuple[int, ...] = ()
         self.storage_allocated = False
+        self.storage_size = 0
+
+
+def _check_storage(hdr: _Header, space: _Space, type_: _Type) -> None:
+    """The checks HDF5 makes when it opens a dataset: the layout must fit the dataspace and type."""
+    if hdr.layout == "chunked":
+        if hdr.chunks is None or space.shape is None or len(hdr.chunks) != len(space.shape):
+            raise Malformed("chunk rank differs from the dataspace rank")
+        if hdr.storage_size != type_.size:
+            raise Malformed("chunk element size differs from the datatype size")
+        if space.maxshape is not None:
+            for c, m in zip(hdr.chunks, space.maxshape, strict=True):
+                if m != _UNLIMITED and c > m:
+                    raise Malformed("chunk larger than the dataset's maximum shape")
+    elif hdr.storage_size != space.count * type_.size:
+        raise Malformed(f"{hdr.layout} storage size differs from the dataspace size")
 
 
 class Budget:
@@ -345,6 +367,7 @@ class File:
         elif hdr.layout is not None:
             if hdr.space is None or hdr.type is None:
                 raise Malformed("dataset without dataspace or datatype")
+            _check_storage(hdr, hdr.space, hdr.type)
         elif hdr.type is not None and not (seen_types - {_DATATYPE}):
             raise OutsideSubset("committed (named) datatype")
         else:
@@ -380,8 +403,19 @@ class File:
             return _Space("scalar", ())
         if rank == 0:
             raise Malformed("simple dataspace of rank 0")
-        dims = struct.unpack_from("<" + _INT[self._lsz] * rank, self._bytes(dims_at, rank * self._lsz))
-        return _Space("simple", tuple(dims))
+        fmt = "<" + _INT[self._lsz] * rank
+        dims = struct.unpack_from(fmt, self._bytes(dims_at, rank * self._lsz))
+        maxdims = None
+        if flags & 1:
+            maxdims = struct.unpack_from(fmt, self._bytes(dims_at + rank * self._lsz, rank * self._lsz))
+            unlimited = (1 << (8 * self._lsz)) - 1
+            maxdims = tuple(_UNLIMITED if m == unlimited else m for m in maxdims)
+            if any(m < d for d, m in zip(dims, maxdims, strict=True)):
+                raise Malformed("dataspace dimension larger than its maximum")
+        space = _Space("simple", tuple(dims), maxdims)
+        if space.count >= 1 << 62:
+            raise Malformed("dataspace with an absurd number of elements")
+        return space
 
     def _datatype(self, data: int, avail: int) -> tuple[_Type, int]:
         """The datatype at `data` and the bytes its message takes (`avail` bytes may be read)."""
@@ -473,12 +507,14 @@ class File:
                 raise Malformed("compact layout data overruns its message")
             hdr.layout = "compact"
             hdr.storage_allocated = True
+            hdr.storage_size = size
         elif cls == 1:
             if 2 + osz + self._lsz > msize:
                 raise Malformed("contiguous layout message too short")
             address = self._addr_at(data + 2)
             size = self._unpack(self._L, data + 2 + osz)[0]
             hdr.layout = "contiguous"
+            hdr.storage_size = size
             hdr.storage_allocated = address != self._undef
             if hdr.storage_allocated:
                 self._check(address, size)
@@ -492,7 +528,9 @@ class File:
                 raise Malformed("chunk dimension 0")
             hdr.layout = "chunked"
             hdr.chunks = tuple(dims[:-1])
-            hdr.storage_allocated = address != self._undef
+            hdr.storage_size = dims[
+                -1
+            ]  # the element size, checked against the datatype            hdr.storage_allocated = address != self._undef
         elif cls == 3:
             raise OutsideSubset("virtual dataset layout")
         else:
@@ -597,15 +635,15 @@ class File:
     def _vlen_str(self, addr: int) -> str:
         length, coll = self._unpack(_vlen(self), addr)
         (index,) = struct.unpack_from("<I", self._bytes(addr + 4 + self._osz, 4))
-        if length == 0:
+        if length == 0 and coll in (0, self._undef):
             return ""
         objects = self._global_heap(coll)
         found = objects.get(index)
         if found is None:
             raise Malformed(f"global heap object {index} missing")
         at, size = found
-        if length > size:
-            raise Malformed("variable-length string longer than its heap object")
+        if length != size:  # HDF5 refuses the read too ("global heap object size does not match")
+            raise Malformed("variable-length string length differs from its heap object")
         raw = self._bytes(at, length)
         if b"\0" in raw:
             raise OutsideSubset("NUL inside a variable-length string")
@@ -654,8 +692,22 @@ class File:
         if size > MAX_HEAP_BYTES:
             raise OutsideSubset("local heap too large for this reader")
         heap = self._bytes(data_addr, size)
+        self._free_list(heap, self._unpack(self._L, addr + 8 + self._lsz)[0])
         self._heaps[addr] = heap
         return heap
+
+    def _free_list(self, heap: bytes, offset: int) -> None:
+        """Walk a local heap's free list as HDF5 does when it loads the heap (and fails on)."""
+        lsz, fmt = self._lsz, "<" + _INT[self._lsz] * 2
+        seen: set[int] = set()
+        while offset != 1:  # H5HL_FREE_NULL
+            if offset in seen or offset + 2 * lsz > len(heap):
+                raise Malformed("bad local heap free list")
+            seen.add(offset)
+            nxt, size = struct.unpack_from(fmt, heap, offset)
+            if size == 0 or offset + size > len(heap):
+                raise Malformed("bad local heap free block")
+            offset = nxt
 
     def _links(self, hdr: _Header) -> list[tuple[bytes, int]]:
         """(name, object header address) of every member of an old-style group, sorted by name."""
@@ -668,10 +720,12 @@ class File:
         osz, lsz = self._osz, self._lsz
         entry = self._entry
         found: list[tuple[bytes, int]] = []
-        stack: list[tuple[int, int | None]] = [(btree, None)]
+        # (node, expected level, lowest and highest name its keys allow): HDF5 finds a member by
+        # name through these keys, so keys that disagree with the names make h5py fail; so do we.
+        stack: list[tuple[int, int | None, bytes | None, bytes | None]] = [(btree, None, None, None)]
         visited: set[int] = set()
         while stack:
-            node, expect_level = stack.pop()
+            node, expect_level, lo, hi = stack.pop()
             if node in visited:
                 raise Malformed("group B-tree cycle")
             visited.add(node)
@@ -685,16 +739,21 @@ class File:
             used = head[6] | (head[7] << 8)
             if expect_level is not None and level != expect_level:
                 raise Malformed("group B-tree levels inconsistent")
-            if level > MAX_DEPTH or used > 2 * self._internal_k:
-                raise Malformed("group B-tree node too large")
+            if level > MAX_DEPTH or used > 2 * self._internal_k or (used == 0 and expect_level is not None):
+                raise Malformed("group B-tree node with a bad number of entries")
             first = node + 8 + 2 * osz  # after the sibling addresses
             step = lsz + osz
-            children = [self._addr_at(first + lsz + i * step) for i in range(used)]
             self._check(first, used * step + lsz)
+            keys = [_heap_name(heap, self._unpack(self._L, first + i * step)[0]) for i in range(used + 1)]
+            children = [self._addr_at(first + lsz + i * step) for i in range(used)]
+            if (lo is not None and keys[0] < lo) or (hi is not None and keys[-1] > hi):
+                raise Malformed("group B-tree keys outside their parent's range")
+            if any(k1 > k2 for k1, k2 in zip(keys, keys[1:], strict=False)):
+                raise Malformed("group B-tree keys out of order")
             if level > 0:
-                stack.extend((c, level - 1) for c in reversed(children))
+                stack.extend((children[i], level - 1, keys[i], keys[i + 1]) for i in reversed(range(used)))
                 continue
-            for snod in children:
+            for i, snod in enumerate(children):
                 if snod in visited:
                     raise Malformed("symbol table node visited twice")
                 visited.add(snod)
@@ -704,22 +763,22 @@ class File:
                 count = head[6] | (head[7] << 8)
                 if count > 2 * self._leaf_k:
                     raise Malformed("symbol table node too large")
-                for i in range(count):
-                    name_off, obj, cache_type, _ = self._unpack(entry, snod + 8 + i * entry.size)
+                for j in range(count):
+                    name_off, obj, cache_type, _ = self._unpack(entry, snod + 8 + j * entry.size)
                     if cache_type == 2:
                         raise OutsideSubset("soft link")
                     if cache_type > 2:
                         raise Malformed(f"symbol table entry cache type {cache_type}")
-                    end = heap.find(b"\0", name_off)
-                    if name_off >= len(heap) or end < 0:
-                        raise Malformed("link name outside the local heap")
-                    found.append((heap[name_off:end], obj))
-        found.sort()
-        for a, b in zip(found, found[1:], strict=False):
-            if a[0] == b[0]:
-                raise Malformed("duplicate link name in group")
-        if found and found[0][0] == b"":
-            raise Malformed("empty link name")
+                    name = _heap_name(heap, name_off)
+                    if not keys[i] < name <= keys[i + 1]:
+                        raise Malformed("link name outside its B-tree node's key range")
+                    if found and found[-1][0] >= name:
+                        raise Malformed("link names out of order (or repeated) in group")
+                    if not name:
+                        raise Malformed("empty link name")
+                    found.append((name, obj))
+                if count == 0 or found[-1][0] != keys[i + 1]:
+                    raise Malformed("symbol table node's last name differs from its B-tree key")
         self._groups[hdr.symtab] = found
         return found
 
@@ -789,6 +848,13 @@ def _symtab(f: File) -> struct.Struct:
 
 def _vlen(f: File) -> struct.Struct:
     return _struct("vlen", f._osz, f._lsz, "<I" + _INT[f._osz])
+
+
+def _heap_name(heap: bytes, offset: int) -> bytes:
+    end = heap.find(b"\0", offset)
+    if offset >= len(heap) or end < 0:
+        raise Malformed("name outside the local heap")
+    return heap[offset:end]
 
 
 def _text(raw: bytes) -> str:
