@@ -272,6 +272,8 @@ class File:
         base, _free, eof, driver = struct.unpack_from("<" + _INT[osz] * 4, self._bytes(at, 4 * osz))
         if base != 0:
             raise OutsideSubset("superblock base address is not 0")
+        if _free != self._undef:  # HDF5 reads this field as a superblock extension address
+            raise Malformed("superblock free-space / extension address is defined")
         if driver != self._undef:
             raise OutsideSubset("file has a driver information block (family/multi driver)")
         if eof > self._len:
@@ -336,6 +338,7 @@ class File:
             if mflags & 0x02:
                 raise OutsideSubset("shared object header message")
             if mtype in _SKIPPED:
+                self._check_skipped(mtype, data, msize)
                 continue
             reason = _REFUSED.get(mtype)
             if reason is not None:
@@ -375,6 +378,36 @@ class File:
         return hdr
 
     # -- messages ---------------------------------------------------------------------------------
+
+    def _check_skipped(self, mtype: int, data: int, msize: int) -> None:
+        """Messages whose content we do not need, checked as far as HDF5 checks them on open."""
+        if mtype == _FILL:
+            version = self._u8(data) if msize else 0
+            if version in (1, 2):
+                defined = self._u8(data + 3) if msize >= 4 else 0
+                if version == 1 or defined:
+                    if msize < 8:
+                        raise Malformed("fill value message too short")
+                    (size,) = struct.unpack_from("<I", self._bytes(data + 4, 4))
+                    if 8 + size > msize:
+                        raise Malformed("fill value overruns its message")
+            elif version == 3:
+                flags = self._u8(data + 1) if msize >= 2 else 0
+                if flags & 0x20:
+                    if msize < 6:
+                        raise Malformed("fill value message too short")
+                    (size,) = struct.unpack_from("<I", self._bytes(data + 2, 4))
+                    if 6 + size > msize:
+                        raise Malformed("fill value overruns its message")
+            else:
+                raise Malformed(f"fill value message version {version}")
+        elif mtype == _FILL_OLD:
+            (size,) = struct.unpack_from("<I", self._bytes(data, 4)) if msize >= 4 else (msize,)
+            if 4 + size > msize:
+                raise Malformed("old fill value overruns its message")
+        elif mtype == _MTIME:
+            if msize < 8 or self._u8(data) != 1:
+                raise Malformed("bad modification time message")
 
     def _dataspace(self, data: int, msize: int) -> _Space:
         version, rank, flags = struct.unpack_from("<BBB", self._bytes(data, 3))
@@ -774,8 +807,8 @@ class File:
                         raise Malformed("link name outside its B-tree node's key range")
                     if found and found[-1][0] >= name:
                         raise Malformed("link names out of order (or repeated) in group")
-                    if not name:
-                        raise Malformed("empty link name")
+                    if not name or b"/" in name:
+                        raise Malformed("link name empty or with a '/'")
                     found.append((name, obj))
                 if count == 0 or found[-1][0] != keys[i + 1]:
                     raise Malformed("symbol table node's last name differs from its B-tree key")
