@@ -62,7 +62,16 @@ def h5py_tree(group: h5py.Group, out: dict | None = None) -> dict:
             filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
             layout = _LAYOUTS[plist.get_layout()]
             allocated = obj.id.get_offset() is not None if layout == "contiguous" else None
-            out[obj.name] = ("dataset", attrs, obj.shape, obj.dtype.str, layout, obj.chunks, filters, allocated)
+            out[obj.name] = (
+                "dataset",
+                attrs,
+                obj.shape,
+                obj.dtype.str,
+                layout,
+                obj.chunks,
+                filters,
+                allocated,
+            )
     return out
 
 
@@ -387,7 +396,10 @@ def _outside_files(folder: Path) -> dict[str, Path]:
         h5["named"] = np.dtype("<f4")
 
     make("committed_type", named_type)
-    make("committed_type_used", lambda h5: (named_type(h5), h5.create_dataset("d", shape=(2,), dtype=h5["named"])))
+    make(
+        "committed_type_used",
+        lambda h5: (named_type(h5), h5.create_dataset("d", shape=(2,), dtype=h5["named"])),
+    )
     make("external_storage", lambda h5: h5.create_dataset("x", shape=(4,), dtype="<f4",
                                                           external=[(str(folder / "raw.bin"), 0, 16)]))  # fmt: skip
     make("opaque_tag", lambda h5: h5.create_dataset("o", data=np.zeros(2, dtype=h5py.opaque_dtype("V4"))))
@@ -489,7 +501,6 @@ def _fuzz_once(original: bytes, mutated: bytes) -> None:
     assert got == want
 
 
-@pytest.mark.slow
 def test_fuzz_mutated_weights():
     hypothesis = pytest.importorskip("hypothesis")
     from hypothesis import HealthCheck, given, settings
