@@ -463,6 +463,55 @@ def test_hard_link_cycle_and_truncation_are_refused(tmp_path):
             walk_everything(data[:end])
 
 
+def _messages(data: bytes, header: int) -> list[tuple[int, int]]:
+    """(type, data offset) of the messages in the first block of a v1 object header."""
+    size = struct.unpack_from("<I", data, header + 8)[0]
+    out, p = [], header + 16
+    while p + 8 <= header + 16 + size:
+        mtype, msize = struct.unpack_from("<HH", data, p)
+        out.append((mtype, p + 8))
+        p += 8 + msize
+    return out
+
+
+def test_crafted_cycles_end_quickly(tmp_path):
+    path = tmp_path / "crafted.h5"
+    with h5py.File(path, "w") as h5:
+        group = h5.create_group("g")
+        for i in range(40):  # enough attributes to need a continuation block
+            group.attrs[f"attribute_{i}"] = np.arange(50, dtype="<f8")
+        wide = h5.create_group("wide")
+        for i in range(400):  # enough members for a B-tree with an internal level
+            wide.create_group(f"m{i}")
+    data = bytearray(path.read_bytes())
+    with hm.open(bytes(data)) as f:
+        g_addr, wide_addr = f.root["g"].addr, f.root["wide"].addr
+        btree = f._header(wide_addr).symtab[0]
+    # 1. The continuation block points back at itself.
+    (cont,) = [at for mtype, at in _messages(data, g_addr) if mtype == 0x10]
+    block = struct.unpack_from("<Q", data, cont)[0]
+    looped = bytearray(data)
+    looped[cont : cont + 8] = struct.pack("<Q", g_addr + 16)
+    with pytest.raises(Malformed, match="continuation loop"):
+        walk_everything(bytes(looped))
+    assert block != g_addr + 16
+    # 2. A B-tree child points back at the root node (level mismatch or cycle, never a hang).
+    assert data[btree + 5] == 1  # an internal node
+    looped = bytearray(data)
+    looped[btree + 24 + 8 : btree + 24 + 16] = struct.pack("<Q", btree)
+    with pytest.raises(Malformed, match="B-tree (cycle|levels)"):
+        walk_everything(bytes(looped))
+    # 3. An absurd dimension in an attribute's dataspace.
+    with hm.open(bytes(data)) as f:
+        assert f.root["g"].attrs.shape("attribute_0") == (50,)
+    dims = struct.pack("<Q", 50)
+    bomb = bytearray(data)
+    at = bomb.index(dims, g_addr)
+    bomb[at : at + 8] = struct.pack("<Q", 2**62)
+    with pytest.raises(HDF5MetaError):
+        walk_everything(bytes(bomb))
+
+
 class _Timeout(Exception):
     pass
 
