@@ -219,6 +219,7 @@ class File:
         self._gheaps: dict[int, dict[int, tuple[int, int]]] = {}
         self._groups: dict[tuple[int, int], list[tuple[bytes, int]]] = {}
         self._nodes_left = MAX_BTREE_NODES
+        self._group_paths: dict[int, str] = {}
         self._superblock()
         self.root = Group(self, self._root_addr, "/", ())
 
@@ -822,6 +823,11 @@ class File:
                 raise OutsideSubset("group contains a hard link to its own ancestor")
             if len(ancestors) >= MAX_DEPTH:
                 raise OutsideSubset("groups nested too deeply")
+            # One path per group: hard links that reach a group twice would let a small file
+            # describe an exponential tree of paths (Keras never writes them; h5py handles them).
+            first = self._group_paths.setdefault(addr, path)
+            if first != path:
+                raise OutsideSubset(f"group '{first}' is also linked as '{path}'")
             return Group(self, addr, path, ancestors)
         return Dataset(self, addr, path, hdr)
 
