@@ -166,6 +166,14 @@ def built_dir(tmp_path_factory):
         model.save(out / "compiled.h5")
     model.save_weights(out / "compiled.weights.h5")
 
+    quantized = keras.Sequential([keras.Input((8,)), L.Dense(16), L.Dense(4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized.quantize("int8")
+    quantized.save(out / "quantized.keras")
+    sharded = keras.Sequential([keras.Input((64,)), L.Dense(256), L.Dense(256)])
+    sharded.save_weights(out / "sharded.weights.json", max_shard_size=0.0003)  # GB: two shards
+
     import tf_keras
 
     old = tf_keras.Sequential(
@@ -173,7 +181,9 @@ def built_dir(tmp_path_factory):
     )
     old.compile(optimizer="adam", loss="mse")
     old.fit(np.zeros((4, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
-    old.save(out / "tf_keras.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old.save(out / "tf_keras.h5")
     old.save_weights(out / "tf_keras.weights.h5")
     return out
 
@@ -184,7 +194,8 @@ def _files(folder: Path) -> list[Path]:
 
 def test_keras_built_files_match_h5py(built_dir):
     files = _files(built_dir)
-    assert len(files) == 7
+    assert len(files) == 10
+    assert len([p for p in files if p.name.startswith("sharded_")]) == 2
     for path in files:
         assert assert_same_tree(path) > 0
     with hm.open(built_dir / "long_names.h5") as f:
@@ -193,6 +204,20 @@ def test_keras_built_files_match_h5py(built_dir):
         assert len(hm.h5safe.list_attr(weights, "layer_names")) == 70
     with hm.open(built_dir / "compiled.weights.h5") as f:
         assert "optimizer" in f.root.keys()
+
+
+def test_keras_hub_backbone_matches_h5py(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=20,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=8,
+    )
+    backbone.save(tmp_path / "bert.keras")
+    assert assert_same_tree(tmp_path / "bert.keras") > 50
 
 
 def test_zoo_files_match_h5py(zoo_dir):
