@@ -320,6 +320,8 @@ class File:
                 if data + msize > end:
                     raise Malformed(f"header message overruns its block at {p:#x}")
                 if mtype == _CONTINUATION:
+                    if msize < self._osz + self._lsz:
+                        raise Malformed("continuation message too short")
                     c_addr, c_len = self._unpack(_cont(self), data)
                     if c_addr in seen or len(blocks) > MAX_CONTINUATIONS:
                         raise Malformed("object header continuation loop")
@@ -362,6 +364,8 @@ class File:
             elif mtype == _FILTERS:
                 hdr.filters = self._filters(data, msize)
             elif mtype == _SYMBOL_TABLE:
+                if msize < 2 * self._osz:
+                    raise Malformed("symbol table message too short")
                 hdr.symtab = self._unpack(_symtab(self), data)
             else:
                 raise OutsideSubset(f"unknown header message type {mtype:#x}")
@@ -411,6 +415,8 @@ class File:
                 raise Malformed("bad modification time message")
 
     def _dataspace(self, data: int, msize: int) -> _Space:
+        if msize < 4:
+            raise Malformed("dataspace message too short")
         version, rank, flags = struct.unpack_from("<BBB", self._bytes(data, 3))
         if version == 1:
             kind = "scalar" if rank == 0 else "simple"
@@ -530,6 +536,8 @@ class File:
         raise Malformed(f"unknown datatype class {cls}")
 
     def _layout(self, hdr: _Header, data: int, msize: int) -> None:
+        if msize < 4:
+            raise Malformed("layout message too short")
         version = self._u8(data)
         if version != 3:
             raise OutsideSubset(f"data layout message version {version}")
@@ -571,6 +579,8 @@ class File:
             raise Malformed(f"unknown layout class {cls}")
 
     def _filters(self, data: int, msize: int) -> tuple[int, ...]:
+        if msize < 2:
+            raise Malformed("filter pipeline message too short")
         version, count = struct.unpack_from("<BB", self._bytes(data, 2))
         if count > 32:
             raise Malformed(f"{count} filters in a pipeline")
@@ -604,6 +614,8 @@ class File:
         return tuple(ids)
 
     def _attribute(self, data: int, msize: int) -> tuple[str, _Attr]:
+        if msize < 8:
+            raise Malformed("attribute message too short")
         version, flags, name_size, type_size, space_size = _ATTR.unpack_from(self._bytes(data, 8))
         if version == 1:
             pad, p = _pad8, data + 8
