@@ -255,11 +255,10 @@ def _adapter_views(h5safe, group, budget, out, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("name", ["transfer_learning.keras", "transfer_learning.h5", "batchnorm.h5"])
-def test_adapter_matches_h5safe(name):
+def assert_adapter_agrees(path: Path) -> None:
+    """hdf5meta.h5safe gives what _h5safe gives on h5py, call for call."""
     from varctl.formats import _h5safe
 
-    path = SAMPLES / name
     if path.suffix == ".keras":
         offset, size = member_window(path)
         data = path.read_bytes()
@@ -272,7 +271,17 @@ def test_adapter_matches_h5safe(name):
             want = _adapter_views(_h5safe, h5, _h5safe.Budget(), {})
         with hm.open(path) as f:
             got = _adapter_views(hm.h5safe, f.root, hm.Budget(), {})
-    assert got == want
+    assert got == want, path
+
+
+@pytest.mark.parametrize("name", ["transfer_learning.keras", "transfer_learning.h5", "batchnorm.h5"])
+def test_adapter_matches_h5safe(name):
+    assert_adapter_agrees(SAMPLES / name)
+
+
+def test_adapter_matches_h5safe_on_zoo(zoo_dir):
+    for path in _files(zoo_dir):  # float16, bfloat16, float64, int64 variables among them
+        assert_adapter_agrees(path)
 
 
 def test_adapter_refuses_wrong_kinds():
