@@ -863,6 +863,40 @@ class File:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # Like h5py.File, a File is its root group for reading.
+    name = "/"
+
+    @property
+    def attrs(self) -> Attributes:
+        return self.root.attrs
+
+    def keys(self) -> list[str]:
+        return self.root.keys()
+
+    def items(self) -> list[tuple[str, Group | Dataset]]:
+        return self.root.items()
+
+    def values(self) -> list[Group | Dataset]:
+        return self.root.values()
+
+    def get(self, path: str, default: Any = None) -> Any:
+        return self.root.get(path, default)
+
+    def __getitem__(self, path: str) -> Group | Dataset:
+        return self.root[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.root
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.root)
+
+    def __len__(self) -> int:
+        return len(self.root)
+
+    def _lookup(self, name: str) -> Group | Dataset | None:
+        return self.root._lookup(name)
+
     def walk(self) -> Iterator[tuple[str, Group | Dataset]]:
         """Every (path, object) below the root, depth-first in name order (hard links visited per path)."""
         stack: list[Group] = [self.root]
@@ -1167,14 +1201,14 @@ class h5safe:  # noqa: N801 - used as a module-like namespace: `h5 = hdf5meta.h5
         return isinstance(obj, _Dataset)
 
     @staticmethod
-    def get_member(group: _Group, name: str) -> _Group | _Dataset | None:
+    def get_member(group: _Group | File, name: str) -> _Group | _Dataset | None:
         """A group or dataset `name` (one path component), or None."""
         if not name or "/" in name:
             raise OutsideSubset(f"member name {name!r} is not one path component")
         return group._lookup(name)
 
     @staticmethod
-    def get_group(group: _Group, name: str) -> _Group | None:
+    def get_group(group: _Group | File, name: str) -> _Group | None:
         obj = h5safe.get_member(group, name)
         if obj is not None and not isinstance(obj, _Group):
             raise Malformed(f"HDF5 member '{obj.name}' should be a group")
@@ -1186,27 +1220,27 @@ class h5safe:  # noqa: N801 - used as a module-like namespace: `h5 = hdf5meta.h5
         return ds
 
     @staticmethod
-    def get_dataset(group: _Group, name: str) -> _Dataset | None:
+    def get_dataset(group: _Group | File, name: str) -> _Dataset | None:
         obj = h5safe.get_member(group, name)
         if obj is not None and not isinstance(obj, _Dataset):
             raise Malformed(f"HDF5 member '{obj.name}' should be a dataset")
         return obj
 
     @staticmethod
-    def member_names(group: _Group, budget: _Budget) -> list[str]:
+    def member_names(group: _Group | File, budget: _Budget) -> list[str]:
         names = group.keys()
         budget.spend(len(names) + 1)
         return names
 
     @staticmethod
-    def subgroups(group: _Group, budget: _Budget) -> Iterator[tuple[str, _Group]]:
+    def subgroups(group: _Group | File, budget: _Budget) -> Iterator[tuple[str, _Group]]:
         budget.spend(len(group) + 1)
         for n, obj in group.items():
             if isinstance(obj, _Group):
                 yield n, obj
 
     @staticmethod
-    def str_attr(obj: _Group | _Dataset, key: str) -> str | None:
+    def str_attr(obj: _Group | _Dataset | File, key: str) -> str | None:
         """A string attribute; None when absent. Non-string values come back as str(), as in _h5safe."""
         attrs = obj.attrs
         if key not in attrs:
@@ -1219,7 +1253,7 @@ class h5safe:  # noqa: N801 - used as a module-like namespace: `h5 = hdf5meta.h5
         return value if isinstance(value, str) else str(value)
 
     @staticmethod
-    def list_attr(obj: _Group | _Dataset, key: str) -> list[str] | None:
+    def list_attr(obj: _Group | _Dataset | File, key: str) -> list[str] | None:
         """A list-of-strings attribute, joined from Keras's `key0`, `key1`, ... parts when split."""
         attrs = obj.attrs
         if key in attrs:
