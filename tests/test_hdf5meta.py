@@ -318,6 +318,9 @@ def test_paths_windows_and_buffers(tmp_path):
     copy.write_bytes(data[offset : offset + size])
     with hm.open(copy) as f:
         assert meta_tree(f.root) == want
+        layers = f.root["layers"]
+    with pytest.raises(Malformed):  # used after close: a clean error, not a crash
+        layers.items()
     with pytest.raises(Malformed):  # the window is the file: its end is checked, not the buffer's
         hm.open(data, offset, size - 100)
     with pytest.raises(Malformed):

@@ -457,7 +457,7 @@ class File:
             raise Malformed("dataspace with an absurd number of elements")
         return space
 
-    def _datatype(self, data: int, avail: int) -> tuple[_Type, int]:
+    def _datatype(self, data: int, avail: int, nested: bool = False) -> tuple[_Type, int]:
         """The datatype at `data` and the bytes its message takes (`avail` bytes may be read)."""
         if avail < 8:
             raise Malformed("datatype message too short")
@@ -526,7 +526,9 @@ class File:
                 raise OutsideSubset("variable-length string with unusual padding or character set")
             if size != 4 + self._osz + 4:
                 raise Malformed("variable-length string of unexpected size")
-            base, used = self._datatype(data + 8, avail - 8)
+            if nested:  # a string of strings: never in the subset (and no deep recursion)
+                raise OutsideSubset("nested variable-length type")
+            base, used = self._datatype(data + 8, avail - 8, nested=True)
             if base.code not in ("<B", ">B", "<b", ">b", "S"):
                 raise OutsideSubset("variable-length string over an unusual base type")
             return _Type("|O", size, "O", vlen_str=True), 8 + used
@@ -851,6 +853,7 @@ class File:
         self._gheaps.clear()
         self._groups.clear()
         self._buf = b""
+        self._len = 0  # a Group kept past close() raises Malformed, not a struct error
         owned, self._owned = self._owned, None
         if owned is not None:
             fh, mm = owned
