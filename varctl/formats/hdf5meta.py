@@ -39,7 +39,7 @@ _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_OBJECTS = 2_000_000
 MAX_DEPTH = 200  # group nesting (and B-tree levels are far fewer)
 MAX_CONTINUATIONS = 10_000  # continuation blocks of one object header
-MAX_BTREE_NODES = 4_000_000  # B-tree and symbol-table nodes visited per file
+MAX_BTREE_NODES = 4_000_000  # B-tree nodes per file (each is visited once: they are never shared)
 MAX_HEAP_BYTES = 64 * 1024 * 1024  # one local heap (names only: a few KB in real files)
 MAX_ATTR_BYTES = 64 * 1024 * 1024  # one attribute value, decoded
 MAX_ATTR_ITEMS = 10_000_000
@@ -219,6 +219,7 @@ class File:
         self._gheaps: dict[int, dict[int, tuple[int, int]]] = {}
         self._groups: dict[tuple[int, int], list[tuple[bytes, int]]] = {}
         self._nodes_left = MAX_BTREE_NODES
+        self._nodes_seen: set[int] = set()
         self._group_paths: dict[int, str] = {}
         self._superblock()
         self.root = Group(self, self._root_addr, "/", ())
@@ -771,11 +772,13 @@ class File:
         # (node, expected level, lowest and highest name its keys allow): HDF5 finds a member by
         # name through these keys, so keys that disagree with the names make h5py fail; so do we.
         stack: list[tuple[int, int | None, bytes | None, bytes | None]] = [(btree, None, None, None)]
-        visited: set[int] = set()
+        # Nodes are file-wide: a node belongs to one group, so no crafted file can make us walk
+        # the same nodes again for each group that claims them.
+        visited = self._nodes_seen
         while stack:
             node, expect_level, lo, hi = stack.pop()
             if node in visited:
-                raise Malformed("group B-tree cycle")
+                raise Malformed("group B-tree cycle (or a node shared by two groups)")
             visited.add(node)
             self._nodes_left -= 1
             if self._nodes_left < 0:
@@ -803,7 +806,7 @@ class File:
                 continue
             for i, snod in enumerate(children):
                 if snod in visited:
-                    raise Malformed("symbol table node visited twice")
+                    raise Malformed("symbol table node visited twice (or shared by two groups)")
                 visited.add(snod)
                 head = self._bytes(snod, 8)
                 if head[:4] != b"SNOD" or head[4] != 1:
