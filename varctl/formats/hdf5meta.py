@@ -1,0 +1,1306 @@
+"""A stdlib-only reader of HDF5 metadata (groups, datasets, attributes) for the subset Keras files use.
+
+The subset is what h5py writes with its default settings (libver 'earliest'): superblock v0/v1,
+version-1 object headers with continuation blocks, old-style groups (symbol table: v1 B-tree plus
+local heap), compact attributes, simple/scalar/null dataspaces, and IEEE float, integer, fixed or
+variable-length string and opaque types (Keras stores bfloat16 as a 2-byte opaque type with the
+attribute dtype="bfloat16"). Anything else raises `OutsideSubset`; bytes that break the format raise
+`Malformed`. Both mean "fall back to h5py": this module never guesses, and it never reads tensor data.
+
+It reads in place from an mmap (or any bytes-like object), optionally through a window at an offset:
+a `.keras` archive stores `model.weights.h5` uncompressed, so the member is read where it lies.
+Every address and size is checked against the window, every walk is capped and cycle-checked.
+"""
+
+from __future__ import annotations
+
+import builtins
+import mmap as _mmap
+import os
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = [
+    "Budget",
+    "Dataset",
+    "Empty",
+    "File",
+    "Group",
+    "HDF5MetaError",
+    "Malformed",
+    "OutsideSubset",
+    "open",
+]
+
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Object headers parsed per file: a real model has thousands, a crafted file cannot make us parse more.
+MAX_OBJECTS = 2_000_000
+MAX_DEPTH = 200  # group nesting (and B-tree levels are far fewer)
+MAX_CONTINUATIONS = 10_000  # continuation blocks of one object header
+MAX_BTREE_NODES = 4_000_000  # B-tree nodes per file (each is visited once: they are never shared)
+MAX_HEAP_BYTES = 64 * 1024 * 1024  # one local heap (names only: a few KB in real files)
+MAX_ATTR_BYTES = 64 * 1024 * 1024  # one attribute value, decoded
+MAX_ATTR_ITEMS = 10_000_000
+
+# Header message types. Those the subset needs are parsed; the harmless ones are skipped; every
+# other type (known or not) means the file uses a feature outside the subset.
+_NIL, _DATASPACE, _DATATYPE, _FILL_OLD, _FILL = 0x0, 0x1, 0x3, 0x4, 0x5
+_LAYOUT, _FILTERS, _ATTRIBUTE, _COMMENT, _MTIME_OLD = 0x8, 0xB, 0xC, 0xD, 0xE
+_CONTINUATION, _SYMBOL_TABLE, _MTIME = 0x10, 0x11, 0x12
+_SKIPPED = frozenset({_NIL, _FILL_OLD, _FILL, _COMMENT, _MTIME_OLD, _MTIME})
+_REFUSED = {
+    0x2: "link info message (new-style group)",
+    0x6: "link message (new-style group)",
+    0x7: "external data storage",
+    0x9: "bogus message",
+    0xA: "group info message (new-style group)",
+    0xF: "shared message table",
+    0x13: "B-tree 'K' values message",
+    0x14: "driver info message",
+    0x15: "attribute info message (dense or ordered attributes)",
+    0x16: "object reference count message",
+    0x17: "file space info message",
+}
+
+_UNLIMITED = -1  # H5S_UNLIMITED in a maximum shape
+_INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_SINT = {1: "b", 2: "h", 4: "i", 8: "q"}
+# IEEE binary16/32/64: (sign bit, exponent location, exponent size, mantissa size, bias).
+_IEEE = {2: (15, 10, 5, 10, 15), 4: (31, 23, 8, 23, 127), 8: (63, 52, 11, 52, 1023)}
+_FLOAT = {2: "e", 4: "f", 8: "d"}
+
+
+class HDF5MetaError(Exception):
+    """This reader cannot give a trustworthy answer for the file: fall back to h5py."""
+
+
+class OutsideSubset(HDF5MetaError):
+    """The file uses an HDF5 feature this reader does not implement (it may well be valid)."""
+
+
+class Malformed(HDF5MetaError):
+    """The bytes contradict the HDF5 format (truncated, out of bounds, cyclic, absurd sizes)."""
+
+
+class Empty:
+    """The value of an attribute with a null dataspace (h5py's `h5py.Empty`)."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Empty) and other.dtype == self.dtype
+
+    def __hash__(self) -> int:
+        return hash(("Empty", self.dtype))
+
+    def __repr__(self) -> str:
+        return f"Empty(dtype={self.dtype!r})"
+
+
+class _Type:
+    """A parsed datatype message: numpy-style dtype string plus how to decode one element."""
+
+    __slots__ = ("code", "dtype", "size", "vlen_str")
+
+    def __init__(self, dtype: str, size: int, code: str | None, vlen_str: bool = False) -> None:
+        self.dtype = dtype  # numpy dtype.str, e.g. '<f4', '|S5', '|O', '|V2'
+        self.size = size  # bytes per element in the file
+        self.code = code  # struct format of one number ('<f'), 'S' fixed string, 'O' vlen, None opaque
+        self.vlen_str = vlen_str
+
+
+class _Space:
+    __slots__ = ("kind", "maxshape", "shape")
+
+    def __init__(
+        self, kind: str, shape: tuple[int, ...] | None, maxshape: tuple[int, ...] | None = None
+    ) -> None:
+        self.kind = kind  # 'scalar' | 'simple' | 'null'
+        self.shape = shape  # () for scalar, None for null
+        self.maxshape = maxshape  # None when the message has none (then it is `shape`)
+
+    @property
+    def count(self) -> int:
+        if self.shape is None:
+            return 0
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class _Attr:
+    __slots__ = ("data", "space", "type")
+
+    def __init__(self, type_: _Type, space: _Space, data: int) -> None:
+        self.type = type_
+        self.space = space
+        self.data = data  # window address of the raw value
+
+
+class _Header:
+    """One object header: what kind of object, its attributes, and (datasets) its storage metadata."""
+
+    __slots__ = (
+        "attrs", "chunks", "filters", "layout", "space", "storage_allocated", "storage_size", "symtab", "type",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, _Attr] = {}
+        self.symtab: tuple[int, int] | None = None  # (v1 B-tree address, local heap address)
+        self.space: _Space | None = None
+        self.type: _Type | None = None
+        self.layout: str | None = None
+        self.chunks: tuple[int, ...] | None = None
+        self.filters: tuple[int, ...] = ()
+        self.storage_allocated = False
+        self.storage_size = 0
+
+
+def _check_storage(hdr: _Header, space: _Space, type_: _Type) -> None:
+    """The checks HDF5 makes when it opens a dataset: the layout must fit the dataspace and type."""
+    if hdr.layout == "chunked":
+        if hdr.chunks is None or space.shape is None or len(hdr.chunks) != len(space.shape):
+            raise Malformed("chunk rank differs from the dataspace rank")
+        if hdr.storage_size != type_.size:
+            raise Malformed("chunk element size differs from the datatype size")
+        if space.maxshape is not None:
+            for c, m in zip(hdr.chunks, space.maxshape, strict=True):
+                if m != _UNLIMITED and c > m:
+                    raise Malformed("chunk larger than the dataset's maximum shape")
+    elif hdr.storage_size != space.count * type_.size:
+        raise Malformed(f"{hdr.layout} storage size differs from the dataspace size")
+
+
+class Budget:
+    """Counts objects a caller's walk touches (the adapter's counterpart of `_h5safe.Budget`)."""
+
+    def __init__(self, limit: int = MAX_OBJECTS) -> None:
+        self.left = limit
+
+    def spend(self, n: int = 1) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise Malformed("too many HDF5 objects (refusing to walk further)")
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _nopad(n: int) -> int:
+    return n
+
+
+class File:
+    """An HDF5 file (or a window on a bigger file) read in place. Use as a context manager."""
+
+    def __init__(
+        self, buffer: Any, offset: int = 0, length: int | None = None, *, _owned: Any = None
+    ) -> None:
+        self._buf = buffer
+        self._owned = _owned  # (file object, mmap) this File opened and must close
+        total = len(buffer)
+        if offset < 0 or offset > total:
+            raise Malformed("window offset outside the buffer")
+        if length is None:
+            length = total - offset
+        if length < 0 or offset + length > total:
+            raise Malformed("window extends past the end of the buffer")
+        self._base = offset
+        self._len = length
+        self._headers: dict[int, _Header] = {}
+        self._heaps: dict[int, bytes] = {}
+        self._gheaps: dict[int, dict[int, tuple[int, int]]] = {}
+        self._groups: dict[tuple[int, int], list[tuple[bytes, int]]] = {}
+        self._nodes_left = MAX_BTREE_NODES
+        self._nodes_seen: set[int] = set()
+        self._group_paths: dict[int, str] = {}
+        self._superblock()
+        self.root = Group(self, self._root_addr, "/", ())
+
+    # -- low-level reads, all bounds-checked against the window ------------------------------------
+
+    def _check(self, addr: int, n: int) -> int:
+        if addr < 0 or n < 0 or addr + n > self._len:
+            raise Malformed(f"address {addr:#x}+{n} outside the file ({self._len} bytes)")
+        return self._base + addr
+
+    def _unpack(self, fmt: struct.Struct, addr: int) -> tuple[Any, ...]:
+        return fmt.unpack_from(self._buf, self._check(addr, fmt.size))
+
+    def _bytes(self, addr: int, n: int) -> bytes:
+        at = self._check(addr, n)
+        return bytes(self._buf[at : at + n])
+
+    def _u8(self, addr: int) -> int:
+        return self._buf[self._check(addr, 1)]  # type: ignore[no-any-return]
+
+    def _addr_at(self, addr: int) -> int:
+        return self._unpack(self._O, addr)[0]  # type: ignore[no-any-return]
+
+    # -- superblock ------------------------------------------------------------------------------
+
+    def _superblock(self) -> None:
+        if self._len < 8 or self._bytes(0, 8) != _SIGNATURE:
+            for at in (512, 1024, 2048, 4096):
+                if at + 8 <= self._len and self._bytes(at, 8) == _SIGNATURE:
+                    raise OutsideSubset("file has a user block (superblock not at offset 0)")
+            raise Malformed("no HDF5 signature at offset 0")
+        version = self._u8(8)
+        if version in (2, 3):
+            raise OutsideSubset(f"superblock version {version} (libver 'v108' or later)")
+        if version not in (0, 1):
+            raise Malformed(f"unknown superblock version {version}")
+        free_v, root_v, _, shared_v, osz, lsz = struct.unpack_from("<BBBBBB", self._bytes(9, 6))
+        if free_v != 0 or root_v != 0 or shared_v != 0:
+            raise OutsideSubset("unexpected free-space/symbol-table/shared-header versions in superblock")
+        if osz not in (2, 4, 8) or lsz not in (2, 4, 8):
+            raise OutsideSubset(f"offset/length sizes {osz}/{lsz}")
+        self._osz, self._lsz = osz, lsz
+        self._undef = (1 << (8 * osz)) - 1
+        self._O = struct.Struct("<" + _INT[osz])
+        self._L = struct.Struct("<" + _INT[lsz])
+        leaf_k, internal_k, flags = struct.unpack_from("<HHI", self._bytes(16, 8))
+        if leaf_k == 0 or internal_k == 0:
+            raise Malformed("zero B-tree K in superblock")
+        self._leaf_k, self._internal_k = leaf_k, internal_k
+        at = 24 if version == 0 else 28
+        base, _free, eof, driver = struct.unpack_from("<" + _INT[osz] * 4, self._bytes(at, 4 * osz))
+        if base != 0:
+            raise OutsideSubset("superblock base address is not 0")
+        if _free != self._undef:  # HDF5 reads this field as a superblock extension address
+            raise Malformed("superblock free-space / extension address is defined")
+        if driver != self._undef:
+            raise OutsideSubset("file has a driver information block (family/multi driver)")
+        if eof > self._len:
+            raise Malformed(f"file truncated: end of file address {eof} > {self._len} bytes")
+        entry = at + 4 * osz
+        self._root_addr = self._addr_at(entry + osz)
+        # Entry layout: name offset, header address, cache type (4), reserved (4), scratch (16).
+        self._entry = struct.Struct("<" + _INT[osz] * 2 + "II16x")
+        self._check(entry, self._entry.size)
+
+    # -- object headers ---------------------------------------------------------------------------
+
+    def _header(self, addr: int) -> _Header:
+        hdr = self._headers.get(addr)
+        if hdr is not None:
+            return hdr
+        if len(self._headers) >= MAX_OBJECTS:
+            raise Malformed("too many HDF5 objects (refusing to parse further)")
+        hdr = self._parse_header(addr)
+        self._headers[addr] = hdr
+        return hdr
+
+    def _parse_header(self, addr: int) -> _Header:
+        if addr == self._undef:
+            raise Malformed("undefined object header address")
+        if self._bytes(addr, 4) == b"OHDR":
+            raise OutsideSubset("version 2 object header")
+        version, _, nmsgs, _refs, size = _V1_PREFIX.unpack_from(self._bytes(addr, 12))
+        if version != 1:
+            raise Malformed(f"object header version {version} at {addr:#x}")
+        blocks = [(addr + 16, size)]
+        seen = {addr + 16}
+        msgs: list[tuple[int, int, int, int]] = []
+        i = 0
+        while i < len(blocks):
+            start, length = blocks[i]
+            i += 1
+            self._check(start, length)
+            p, end = start, start + length
+            while p + 8 <= end:
+                mtype, msize, mflags = _MSG.unpack_from(self._buf, self._base + p)
+                data = p + 8
+                if data + msize > end:
+                    raise Malformed(f"header message overruns its block at {p:#x}")
+                if mtype == _CONTINUATION:
+                    if msize < self._osz + self._lsz:
+                        raise Malformed("continuation message too short")
+                    c_addr, c_len = self._unpack(_cont(self), data)
+                    if c_addr in seen or len(blocks) > MAX_CONTINUATIONS:
+                        raise Malformed("object header continuation loop")
+                    seen.add(c_addr)
+                    blocks.append((c_addr, c_len))
+                msgs.append((mtype, mflags, data, msize))
+                p = data + msize
+                if len(msgs) > nmsgs:
+                    break
+        if len(msgs) != nmsgs:
+            raise Malformed(f"object header at {addr:#x}: {len(msgs)} messages, header says {nmsgs}")
+        hdr = _Header()
+        seen_types: set[int] = set()
+        for mtype, mflags, data, msize in msgs:
+            if mtype == _CONTINUATION:
+                continue
+            if mflags & 0x02:
+                raise OutsideSubset("shared object header message")
+            if mtype in _SKIPPED:
+                self._check_skipped(mtype, data, msize)
+                continue
+            reason = _REFUSED.get(mtype)
+            if reason is not None:
+                raise OutsideSubset(reason)
+            if mtype == _ATTRIBUTE:
+                name, attr = self._attribute(data, msize)
+                if name in hdr.attrs:
+                    raise Malformed(f"duplicate attribute '{name}'")
+                hdr.attrs[name] = attr
+                continue
+            if mtype in seen_types:
+                raise Malformed(f"duplicate header message type {mtype:#x}")
+            seen_types.add(mtype)
+            if mtype == _DATASPACE:
+                hdr.space = self._dataspace(data, msize)
+            elif mtype == _DATATYPE:
+                hdr.type = self._datatype(data, msize)[0]
+            elif mtype == _LAYOUT:
+                self._layout(hdr, data, msize)
+            elif mtype == _FILTERS:
+                hdr.filters = self._filters(data, msize)
+            elif mtype == _SYMBOL_TABLE:
+                if msize < 2 * self._osz:
+                    raise Malformed("symbol table message too short")
+                hdr.symtab = self._unpack(_symtab(self), data)
+            else:
+                raise OutsideSubset(f"unknown header message type {mtype:#x}")
+        if hdr.symtab is not None:
+            if seen_types - {_SYMBOL_TABLE}:
+                raise Malformed("object is both a group and a dataset")
+        elif hdr.layout is not None:
+            if hdr.space is None or hdr.type is None:
+                raise Malformed("dataset without dataspace or datatype")
+            _check_storage(hdr, hdr.space, hdr.type)
+        elif hdr.type is not None and not (seen_types - {_DATATYPE}):
+            raise OutsideSubset("committed (named) datatype")
+        else:
+            raise OutsideSubset("object is neither an old-style group nor a dataset")
+        return hdr
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def _check_skipped(self, mtype: int, data: int, msize: int) -> None:
+        """Messages whose content we do not need, checked as far as HDF5 checks them on open."""
+        if mtype == _FILL:
+            version = self._u8(data) if msize else 0
+            if version in (1, 2):
+                defined = self._u8(data + 3) if msize >= 4 else 0
+                if version == 1 or defined:
+                    if msize < 8:
+                        raise Malformed("fill value message too short")
+                    (size,) = struct.unpack_from("<I", self._bytes(data + 4, 4))
+                    if 8 + size > msize:
+                        raise Malformed("fill value overruns its message")
+            elif version == 3:
+                flags = self._u8(data + 1) if msize >= 2 else 0
+                if flags & 0x20:
+                    if msize < 6:
+                        raise Malformed("fill value message too short")
+                    (size,) = struct.unpack_from("<I", self._bytes(data + 2, 4))
+                    if 6 + size > msize:
+                        raise Malformed("fill value overruns its message")
+            else:
+                raise Malformed(f"fill value message version {version}")
+        elif mtype == _FILL_OLD:
+            (size,) = struct.unpack_from("<I", self._bytes(data, 4)) if msize >= 4 else (msize,)
+            if 4 + size > msize:
+                raise Malformed("old fill value overruns its message")
+        elif mtype == _MTIME:
+            if msize < 8 or self._u8(data) != 1:
+                raise Malformed("bad modification time message")
+
+    def _dataspace(self, data: int, msize: int) -> _Space:
+        if msize < 4:
+            raise Malformed("dataspace message too short")
+        version, rank, flags = struct.unpack_from("<BBB", self._bytes(data, 3))
+        if version == 1:
+            kind = "scalar" if rank == 0 else "simple"
+            dims_at = data + 8
+        elif version == 2:
+            kind = {0: "scalar", 1: "simple", 2: "null"}.get(self._u8(data + 3), "")
+            if not kind:
+                raise Malformed("unknown dataspace type")
+            dims_at = data + 4
+        else:
+            raise Malformed(f"dataspace version {version}")
+        if flags & ~0x01:
+            raise OutsideSubset("dataspace permutation index")
+        if rank > 32:
+            raise Malformed(f"dataspace rank {rank}")
+        need = dims_at - data + rank * self._lsz * (2 if flags & 1 else 1)
+        if need > msize:
+            raise Malformed("dataspace message too short")
+        if kind == "null":
+            return _Space("null", None)
+        if kind == "scalar":
+            if rank != 0:
+                raise Malformed("scalar dataspace with dimensions")
+            return _Space("scalar", ())
+        if rank == 0:
+            raise Malformed("simple dataspace of rank 0")
+        fmt = "<" + _INT[self._lsz] * rank
+        dims = struct.unpack_from(fmt, self._bytes(dims_at, rank * self._lsz))
+        maxdims = None
+        if flags & 1:
+            maxdims = struct.unpack_from(fmt, self._bytes(dims_at + rank * self._lsz, rank * self._lsz))
+            unlimited = (1 << (8 * self._lsz)) - 1
+            maxdims = tuple(_UNLIMITED if m == unlimited else m for m in maxdims)
+            if any(m < d for d, m in zip(dims, maxdims, strict=True)):
+                raise Malformed("dataspace dimension larger than its maximum")
+        space = _Space("simple", tuple(dims), maxdims)
+        if space.count >= 1 << 62:
+            raise Malformed("dataspace with an absurd number of elements")
+        return space
+
+    def _datatype(self, data: int, avail: int, nested: bool = False) -> tuple[_Type, int]:
+        """The datatype at `data` and the bytes its message takes (`avail` bytes may be read)."""
+        if avail < 8:
+            raise Malformed("datatype message too short")
+        cv, b0, b1, b2, size = _DT.unpack_from(self._bytes(data, 8))
+        cls, version = cv & 0x0F, cv >> 4
+        bits = b0 | (b1 << 8) | (b2 << 16)
+        if version not in (1, 2, 3):
+            raise Malformed(f"datatype version {version}")
+        if cls == 0:  # fixed-point
+            if avail < 12:
+                raise Malformed("integer datatype message too short")
+            offset, precision = struct.unpack_from("<HH", self._bytes(data + 8, 4))
+            if size not in _INT or offset != 0 or precision != 8 * size or bits & ~0x0F or bits & 0x06:
+                raise OutsideSubset("integer type with unusual size, padding or precision")
+            order = ">" if bits & 1 else "<"
+            signed = bool(bits & 0x08)
+            kind = "i" if signed else "u"
+            dtype = ("|" if size == 1 else order) + f"{kind}{size}"
+            return _Type(dtype, size, order + (_SINT if signed else _INT)[size]), 12
+        if cls == 1:  # floating point
+            if avail < 20:
+                raise Malformed("float datatype message too short")
+            offset, precision, e_loc, e_size, m_loc, m_size, bias = struct.unpack_from(
+                "<HHBBBBI", self._bytes(data + 8, 12)
+            )
+            if bits & 0x40:
+                raise OutsideSubset("VAX floating point")
+            if bits & 0xFF0080:
+                raise Malformed("reserved bits set in a float datatype")
+            ieee = _IEEE.get(size)
+            sign = (bits >> 8) & 0xFF
+            norm = (bits >> 4) & 0x03
+            if (
+                ieee is None
+                or (sign, e_loc, e_size, m_size, bias) != ieee
+                or offset != 0
+                or precision != 8 * size
+                or m_loc != 0
+                or norm != 2
+                or bits & 0x0E
+            ):
+                raise OutsideSubset("floating-point type that is not IEEE binary16/32/64")
+            order = ">" if bits & 1 else "<"
+            return _Type(f"{order}f{size}", size, order + _FLOAT[size]), 20
+        if cls == 3:  # fixed-length string
+            if bits & ~0xFF or (bits & 0x0F) > 2 or (bits >> 4) > 1 or size == 0:
+                raise OutsideSubset("string type with unusual padding or character set")
+            return _Type(f"|S{size}", size, "S"), 8
+        if cls == 5:  # opaque
+            tag_len = bits & 0xFF
+            if bits & ~0xFF:
+                raise Malformed("opaque type with reserved bits")
+            used = 8 + _pad8(tag_len)
+            if used > avail:
+                raise Malformed("opaque datatype message too short")
+            if tag_len and self._bytes(data + 8, tag_len).rstrip(b"\0"):
+                raise OutsideSubset("opaque type with a tag")
+            if size == 0:
+                raise Malformed("opaque type of size 0")
+            return _Type(f"|V{size}", size, None), used
+        if cls == 9:  # variable-length
+            vtype, pad, charset = bits & 0x0F, (bits >> 4) & 0x0F, (bits >> 8) & 0x0F
+            if vtype != 1:
+                raise OutsideSubset("variable-length sequence type")
+            if pad > 2 or charset > 1 or bits & ~0xFFF:
+                raise OutsideSubset("variable-length string with unusual padding or character set")
+            if size != 4 + self._osz + 4:
+                raise Malformed("variable-length string of unexpected size")
+            if nested:  # a string of strings: never in the subset (and no deep recursion)
+                raise OutsideSubset("nested variable-length type")
+            base, used = self._datatype(data + 8, avail - 8, nested=True)
+            if base.code not in ("<B", ">B", "<b", ">b", "S"):
+                raise OutsideSubset("variable-length string over an unusual base type")
+            return _Type("|O", size, "O", vlen_str=True), 8 + used
+        names = {2: "time", 4: "bitfield", 6: "compound", 7: "reference", 8: "enum", 10: "array"}
+        if cls in names:
+            raise OutsideSubset(f"{names[cls]} datatype")
+        raise Malformed(f"unknown datatype class {cls}")
+
+    def _layout(self, hdr: _Header, data: int, msize: int) -> None:
+        if msize < 4:
+            raise Malformed("layout message too short")
+        version = self._u8(data)
+        if version != 3:
+            raise OutsideSubset(f"data layout message version {version}")
+        cls = self._u8(data + 1)
+        osz = self._osz
+        if cls == 0:  # compact: data lives in the header
+            (size,) = struct.unpack_from("<H", self._bytes(data + 2, 2))
+            if 4 + size > msize:
+                raise Malformed("compact layout data overruns its message")
+            hdr.layout = "compact"
+            hdr.storage_allocated = True
+            hdr.storage_size = size
+        elif cls == 1:
+            if 2 + osz + self._lsz > msize:
+                raise Malformed("contiguous layout message too short")
+            address = self._addr_at(data + 2)
+            size = self._unpack(self._L, data + 2 + osz)[0]
+            hdr.layout = "contiguous"
+            hdr.storage_size = size
+            hdr.storage_allocated = address != self._undef
+            if hdr.storage_allocated:
+                self._check(address, size)
+        elif cls == 2:
+            rank = self._u8(data + 2)
+            if rank < 2 or 3 + osz + 4 * rank > msize:
+                raise Malformed("chunked layout message too short")
+            address = self._addr_at(data + 3)
+            dims = struct.unpack_from(f"<{rank}I", self._bytes(data + 3 + osz, 4 * rank))
+            if 0 in dims:
+                raise Malformed("chunk dimension 0")
+            hdr.layout = "chunked"
+            hdr.chunks = tuple(dims[:-1])
+            hdr.storage_size = dims[
+                -1
+            ]  # the element size, checked against the datatype            hdr.storage_allocated = address != self._undef
+        elif cls == 3:
+            raise OutsideSubset("virtual dataset layout")
+        else:
+            raise Malformed(f"unknown layout class {cls}")
+
+    def _filters(self, data: int, msize: int) -> tuple[int, ...]:
+        if msize < 2:
+            raise Malformed("filter pipeline message too short")
+        version, count = struct.unpack_from("<BB", self._bytes(data, 2))
+        if count > 32:
+            raise Malformed(f"{count} filters in a pipeline")
+        ids = []
+        end = data + msize
+        if version == 1:
+            p = data + 8
+            for _ in range(count):
+                if p + 8 > end:
+                    raise Malformed("filter pipeline message too short")
+                fid, name_len, _flags, nvalues = struct.unpack_from("<HHHH", self._bytes(p, 8))
+                p += 8 + _pad8(name_len) + 4 * nvalues + (4 if nvalues % 2 else 0)
+                ids.append(fid)
+        elif version == 2:
+            p = data + 2
+            for _ in range(count):
+                if p + 2 > end:
+                    raise Malformed("filter pipeline message too short")
+                (fid,) = struct.unpack_from("<H", self._bytes(p, 2))
+                if fid >= 256:
+                    name_len, _flags, nvalues = struct.unpack_from("<HHH", self._bytes(p + 2, 6))
+                    p += 8 + name_len + 4 * nvalues
+                else:
+                    _flags, nvalues = struct.unpack_from("<HH", self._bytes(p + 2, 4))
+                    p += 6 + 4 * nvalues
+                ids.append(fid)
+        else:
+            raise Malformed(f"filter pipeline version {version}")
+        if p > end:
+            raise Malformed("filter pipeline message too short")
+        return tuple(ids)
+
+    def _attribute(self, data: int, msize: int) -> tuple[str, _Attr]:
+        if msize < 8:
+            raise Malformed("attribute message too short")
+        version, flags, name_size, type_size, space_size = _ATTR.unpack_from(self._bytes(data, 8))
+        if version == 1:
+            pad, p = _pad8, data + 8
+        elif version in (2, 3):
+            if flags:
+                raise OutsideSubset("attribute with a shared datatype or dataspace")
+            pad = _nopad
+            p = data + 8
+            if version == 3:
+                if self._u8(data + 8) > 1:
+                    raise OutsideSubset("attribute name character set")
+                p += 1
+        else:
+            raise Malformed(f"attribute message version {version}")
+        if version == 1 and flags:
+            raise Malformed("reserved byte set in attribute message")
+        end = data + msize
+        if name_size == 0 or p + pad(name_size) + pad(type_size) + pad(space_size) > end:
+            raise Malformed("attribute message sizes exceed the message")
+        raw_name = self._bytes(p, name_size)
+        if raw_name[-1:] != b"\0" or b"\0" in raw_name[:-1]:
+            raise Malformed("attribute name not NUL-terminated")
+        try:
+            name = raw_name[:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise OutsideSubset("attribute name is not UTF-8") from None
+        p += pad(name_size)
+        type_, used = self._datatype(p, type_size)
+        if used > type_size:
+            raise Malformed("attribute datatype overruns its field")
+        p += pad(type_size)
+        space = self._dataspace(p, space_size)
+        p += pad(space_size)
+        count = space.count
+        if count > MAX_ATTR_ITEMS or count * type_.size > MAX_ATTR_BYTES:
+            raise OutsideSubset(f"attribute '{name}' is too large for this reader")
+        if p + count * type_.size > end:
+            raise Malformed(f"attribute '{name}' value overruns its message")
+        return name, _Attr(type_, space, p)
+
+    # -- attribute values ---------------------------------------------------------------------------
+
+    def _value(self, attr: _Attr) -> Any:
+        t, space = attr.type, attr.space
+        if space.shape is None:
+            return Empty(t.dtype)
+        count = space.count
+        if t.code is None:
+            raise OutsideSubset("opaque attribute value")
+        if t.code == "S":
+            raw = self._bytes(attr.data, count * t.size)
+            items: list[Any] = [_text(raw[i : i + t.size].rstrip(b"\0")) for i in range(0, len(raw), t.size)]
+        elif t.code == "O":
+            items = [self._vlen_str(attr.data + i * t.size) for i in range(count)]
+        else:
+            fmt = t.code[0] + str(count) + t.code[1:]
+            at = self._check(attr.data, count * t.size)
+            items = list(struct.unpack_from(fmt, self._buf, at))
+        if space.kind == "scalar":
+            return items[0]
+        return _nest(items, space.shape)
+
+    def _vlen_str(self, addr: int) -> str:
+        length, coll = self._unpack(_vlen(self), addr)
+        (index,) = struct.unpack_from("<I", self._bytes(addr + 4 + self._osz, 4))
+        if length == 0 and coll in (0, self._undef):
+            return ""
+        objects = self._global_heap(coll)
+        found = objects.get(index)
+        if found is None:
+            raise Malformed(f"global heap object {index} missing")
+        at, size = found
+        if length != size:  # HDF5 refuses the read too ("global heap object size does not match")
+            raise Malformed("variable-length string length differs from its heap object")
+        raw = self._bytes(at, length)
+        if b"\0" in raw:
+            raise OutsideSubset("NUL inside a variable-length string")
+        return _text(raw)
+
+    def _global_heap(self, addr: int) -> dict[int, tuple[int, int]]:
+        objects = self._gheaps.get(addr)
+        if objects is not None:
+            return objects
+        head = self._bytes(addr, 8)
+        if head[:4] != b"GCOL" or head[4] != 1:
+            raise Malformed("bad global heap collection")
+        size = self._unpack(self._L, addr + 8)[0]
+        if size < 8 + self._lsz:
+            raise Malformed("global heap collection too small")
+        self._check(addr, size)
+        end = addr + size
+        p = addr + 8 + self._lsz
+        objects = {}
+        obj_head = 8 + self._lsz
+        while p + obj_head <= end:
+            index, _refs = struct.unpack_from("<HH", self._bytes(p, 4))
+            osize = self._unpack(self._L, p + 8)[0]
+            if index == 0:  # free space: the rest of the collection
+                break
+            if p + obj_head + osize > end:
+                raise Malformed("global heap object overruns its collection")
+            if index in objects:
+                raise Malformed("duplicate global heap object index")
+            objects[index] = (p + obj_head, osize)
+            p += obj_head + _pad8(osize)
+        self._gheaps[addr] = objects
+        return objects
+
+    # -- groups -------------------------------------------------------------------------------------
+
+    def _local_heap(self, addr: int) -> bytes:
+        heap = self._heaps.get(addr)
+        if heap is not None:
+            return heap
+        head = self._bytes(addr, 8)
+        if head[:4] != b"HEAP" or head[4] != 0:
+            raise Malformed("bad local heap")
+        size = self._unpack(self._L, addr + 8)[0]
+        data_addr = self._addr_at(addr + 8 + 2 * self._lsz)
+        if size > MAX_HEAP_BYTES:
+            raise OutsideSubset("local heap too large for this reader")
+        heap = self._bytes(data_addr, size)
+        self._free_list(heap, self._unpack(self._L, addr + 8 + self._lsz)[0])
+        self._heaps[addr] = heap
+        return heap
+
+    def _free_list(self, heap: bytes, offset: int) -> None:
+        """Walk a local heap's free list as HDF5 does when it loads the heap (and fails on)."""
+        lsz, fmt = self._lsz, "<" + _INT[self._lsz] * 2
+        seen: set[int] = set()
+        while offset != 1:  # H5HL_FREE_NULL
+            if offset in seen or offset + 2 * lsz > len(heap):
+                raise Malformed("bad local heap free list")
+            seen.add(offset)
+            nxt, size = struct.unpack_from(fmt, heap, offset)
+            if size == 0 or offset + size > len(heap):
+                raise Malformed("bad local heap free block")
+            offset = nxt
+
+    def _links(self, hdr: _Header) -> list[tuple[bytes, int]]:
+        """(name, object header address) of every member of an old-style group, sorted by name."""
+        assert hdr.symtab is not None
+        cached = self._groups.get(hdr.symtab)
+        if cached is not None:
+            return cached
+        btree, heap_addr = hdr.symtab
+        heap = self._local_heap(heap_addr)
+        osz, lsz = self._osz, self._lsz
+        entry = self._entry
+        found: list[tuple[bytes, int]] = []
+        # (node, expected level, lowest and highest name its keys allow): HDF5 finds a member by
+        # name through these keys, so keys that disagree with the names make h5py fail; so do we.
+        stack: list[tuple[int, int | None, bytes | None, bytes | None]] = [(btree, None, None, None)]
+        # Nodes are file-wide: a node belongs to one group, so no crafted file can make us walk
+        # the same nodes again for each group that claims them.
+        visited = self._nodes_seen
+        while stack:
+            node, expect_level, lo, hi = stack.pop()
+            if node in visited:
+                raise Malformed("group B-tree cycle (or a node shared by two groups)")
+            visited.add(node)
+            self._nodes_left -= 1
+            if self._nodes_left < 0:
+                raise Malformed("too many B-tree nodes")
+            head = self._bytes(node, 8)
+            if head[:4] != b"TREE" or head[4] != 0:
+                raise Malformed("bad group B-tree node")
+            level = head[5]
+            used = head[6] | (head[7] << 8)
+            if expect_level is not None and level != expect_level:
+                raise Malformed("group B-tree levels inconsistent")
+            if level > MAX_DEPTH or used > 2 * self._internal_k or (used == 0 and expect_level is not None):
+                raise Malformed("group B-tree node with a bad number of entries")
+            first = node + 8 + 2 * osz  # after the sibling addresses
+            step = lsz + osz
+            self._check(first, used * step + lsz)
+            keys = [_heap_name(heap, self._unpack(self._L, first + i * step)[0]) for i in range(used + 1)]
+            children = [self._addr_at(first + lsz + i * step) for i in range(used)]
+            if (lo is not None and keys[0] < lo) or (hi is not None and keys[-1] > hi):
+                raise Malformed("group B-tree keys outside their parent's range")
+            if any(k1 > k2 for k1, k2 in zip(keys, keys[1:], strict=False)):
+                raise Malformed("group B-tree keys out of order")
+            if level > 0:
+                stack.extend((children[i], level - 1, keys[i], keys[i + 1]) for i in reversed(range(used)))
+                continue
+            for i, snod in enumerate(children):
+                if snod in visited:
+                    raise Malformed("symbol table node visited twice (or shared by two groups)")
+                visited.add(snod)
+                head = self._bytes(snod, 8)
+                if head[:4] != b"SNOD" or head[4] != 1:
+                    raise Malformed("bad symbol table node")
+                count = head[6] | (head[7] << 8)
+                if count > 2 * self._leaf_k:
+                    raise Malformed("symbol table node too large")
+                for j in range(count):
+                    name_off, obj, cache_type, _ = self._unpack(entry, snod + 8 + j * entry.size)
+                    if cache_type == 2:
+                        raise OutsideSubset("soft link")
+                    if cache_type > 2:
+                        raise Malformed(f"symbol table entry cache type {cache_type}")
+                    name = _heap_name(heap, name_off)
+                    if not keys[i] < name <= keys[i + 1]:
+                        raise Malformed("link name outside its B-tree node's key range")
+                    if found and found[-1][0] >= name:
+                        raise Malformed("link names out of order (or repeated) in group")
+                    if not name or b"/" in name:
+                        raise Malformed("link name empty or with a '/'")
+                    found.append((name, obj))
+                if count == 0 or found[-1][0] != keys[i + 1]:
+                    raise Malformed("symbol table node's last name differs from its B-tree key")
+        self._groups[hdr.symtab] = found
+        return found
+
+    def _object(self, addr: int, path: str, ancestors: tuple[int, ...]) -> Group | Dataset:
+        hdr = self._header(addr)
+        if hdr.symtab is not None:
+            if addr in ancestors:
+                raise OutsideSubset("group contains a hard link to its own ancestor")
+            if len(ancestors) >= MAX_DEPTH:
+                raise OutsideSubset("groups nested too deeply")
+            # One path per group: hard links that reach a group twice would let a small file
+            # describe an exponential tree of paths (Keras never writes them; h5py handles them).
+            first = self._group_paths.setdefault(addr, path)
+            if first != path:
+                raise OutsideSubset(f"group '{first}' is also linked as '{path}'")
+            return Group(self, addr, path, ancestors)
+        return Dataset(self, addr, path, hdr)
+
+    # -- lifetime -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._headers.clear()
+        self._heaps.clear()
+        self._gheaps.clear()
+        self._groups.clear()
+        self._buf = b""
+        self._len = 0  # a Group kept past close() raises Malformed, not a struct error
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            fh, mm = owned
+            mm.close()
+            fh.close()
+
+    def __enter__(self) -> File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Like h5py.File, a File is its root group for reading.
+    name = "/"
+
+    @property
+    def attrs(self) -> Attributes:
+        return self.root.attrs
+
+    def keys(self) -> list[str]:
+        return self.root.keys()
+
+    def items(self) -> list[tuple[str, Group | Dataset]]:
+        return self.root.items()
+
+    def values(self) -> list[Group | Dataset]:
+        return self.root.values()
+
+    def get(self, path: str, default: Any = None) -> Any:
+        return self.root.get(path, default)
+
+    def __getitem__(self, path: str) -> Group | Dataset:
+        return self.root[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.root
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.root)
+
+    def __len__(self) -> int:
+        return len(self.root)
+
+    def _lookup(self, name: str) -> Group | Dataset | None:
+        return self.root._lookup(name)
+
+    def walk(self) -> Iterator[tuple[str, Group | Dataset]]:
+        """Every (path, object) below the root, depth-first in name order (hard links visited per path)."""
+        stack: list[Group] = [self.root]
+        while stack:
+            group = stack.pop()
+            members = list(group.items())
+            for _, obj in members:
+                yield obj.name, obj
+            stack.extend(obj for _, obj in reversed(members) if isinstance(obj, Group))
+
+
+_V1_PREFIX = struct.Struct("<BBHII")
+_MSG = struct.Struct("<HHB3x")
+_DT = struct.Struct("<BBBBI")
+_ATTR = struct.Struct("<BBHHH")
+_STRUCTS: dict[tuple[str, int, int], struct.Struct] = {}
+
+
+def _struct(kind: str, osz: int, lsz: int, fmt: str) -> struct.Struct:
+    key = (kind, osz, lsz)
+    s = _STRUCTS.get(key)
+    if s is None:
+        s = _STRUCTS[key] = struct.Struct(fmt)
+    return s
+
+
+def _cont(f: File) -> struct.Struct:
+    return _struct("cont", f._osz, f._lsz, "<" + _INT[f._osz] + _INT[f._lsz])
+
+
+def _symtab(f: File) -> struct.Struct:
+    return _struct("symtab", f._osz, f._lsz, "<" + _INT[f._osz] * 2)
+
+
+def _vlen(f: File) -> struct.Struct:
+    return _struct("vlen", f._osz, f._lsz, "<I" + _INT[f._osz])
+
+
+def _heap_name(heap: bytes, offset: int) -> bytes:
+    end = heap.find(b"\0", offset)
+    if offset >= len(heap) or end < 0:
+        raise Malformed("name outside the local heap")
+    return heap[offset:end]
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OutsideSubset("string attribute is not UTF-8") from None
+
+
+def _nest(items: list[Any], shape: tuple[int, ...]) -> list[Any]:
+    """A flat C-order list shaped like numpy's `tolist()`."""
+    for d in reversed(shape[1:]):
+        items = [items[i : i + d] for i in range(0, len(items), d)] if d else []
+    return items
+
+
+class Attributes(Mapping[str, Any]):
+    """An object's attributes: names known at once, each value decoded when asked for."""
+
+    __slots__ = ("_attrs", "_file")
+
+    def __init__(self, file: File, attrs: dict[str, _Attr]) -> None:
+        self._file = file
+        self._attrs = attrs
+
+    def __getitem__(self, key: str) -> Any:
+        return self._file._value(self._attrs[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._attrs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._attrs, key=lambda k: k.encode("utf-8")))
+
+    def __len__(self) -> int:
+        return len(self._attrs)
+
+    def shape(self, key: str) -> tuple[int, ...] | None:
+        """The dataspace shape of attribute `key` (None for an empty attribute), without its value."""
+        return self._attrs[key].space.shape
+
+    def dtype(self, key: str) -> str:
+        """The numpy-style dtype string of attribute `key`, without reading its value."""
+        return self._attrs[key].type.dtype
+
+
+class Group:
+    """An old-style HDF5 group. Members come back sorted by name (as h5py lists them)."""
+
+    __slots__ = ("_ancestors", "_file", "addr", "name")
+
+    def __init__(self, file: File, addr: int, name: str, ancestors: tuple[int, ...]) -> None:
+        self._file = file
+        self.addr = addr
+        self.name = name
+        self._ancestors = ancestors + (addr,)
+        file._header(addr)  # parse now: a broken group fails where it is opened
+
+    @property
+    def attrs(self) -> Attributes:
+        return Attributes(self._file, self._file._header(self.addr).attrs)
+
+    def _links(self) -> list[tuple[bytes, int]]:
+        return self._file._links(self._file._header(self.addr))
+
+    def keys(self) -> list[str]:
+        return [_text(n) for n, _ in self._links()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._links())
+
+    def _child(self, raw: bytes, addr: int) -> Group | Dataset:
+        name = _text(raw)
+        path = (self.name.rstrip("/") + "/" + name) if self.name != "/" else "/" + name
+        return self._file._object(addr, path, self._ancestors)
+
+    def items(self) -> list[tuple[str, Group | Dataset]]:
+        """(name, Group | Dataset) for every member, sorted by name."""
+        return [(_text(n), self._child(n, a)) for n, a in self._links()]
+
+    def values(self) -> list[Group | Dataset]:
+        return [obj for _, obj in self.items()]
+
+    def _lookup(self, name: str) -> Group | Dataset | None:
+        raw = name.encode("utf-8")
+        links = self._links()
+        lo, hi = 0, len(links)
+        while lo < hi:  # links are sorted by name: bisect
+            mid = (lo + hi) // 2
+            if links[mid][0] < raw:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(links) and links[lo][0] == raw:
+            return self._child(raw, links[lo][1])
+        return None
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The member at a '/'-separated path relative to this group (absolute from the root), or `default`."""
+        node: Group | Dataset | None = self._file.root if path.startswith("/") else self
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if not isinstance(node, Group):
+                return default
+            node = node._lookup(part)
+            if node is None:
+                return default
+        return node
+
+    def __getitem__(self, path: str) -> Group | Dataset:
+        obj = self.get(path)
+        if obj is None:
+            raise KeyError(path)
+        return obj  # type: ignore[no-any-return]
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self.get(path) is not None
+
+    def __repr__(self) -> str:
+        return f"<hdf5meta.Group {self.name!r} ({len(self)} members)>"
+
+
+class Dataset:
+    """A dataset's metadata: shape, dtype, storage layout, filters, attributes. Never its values."""
+
+    __slots__ = ("_file", "_hdr", "addr", "name")
+
+    def __init__(self, file: File, addr: int, name: str, hdr: _Header) -> None:
+        self._file = file
+        self._hdr = hdr
+        self.addr = addr
+        self.name = name
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Dimensions; () for a scalar, None for a null dataspace (h5py's Empty)."""
+        assert self._hdr.space is not None
+        return self._hdr.space.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape or ())
+
+    @property
+    def size(self) -> int:
+        assert self._hdr.space is not None
+        return self._hdr.space.count
+
+    @property
+    def dtype(self) -> str:
+        """numpy's `dtype.str`: '<f4', '<f2', '<i8', '|u1', '|V2' (opaque, e.g. bfloat16), '|S5', '|O'."""
+        assert self._hdr.type is not None
+        return self._hdr.type.dtype
+
+    @property
+    def itemsize(self) -> int:
+        assert self._hdr.type is not None
+        return self._hdr.type.size
+
+    @property
+    def layout(self) -> str:
+        assert self._hdr.layout is not None
+        return self._hdr.layout
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        return self._hdr.chunks
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        return self._hdr.filters
+
+    @property
+    def storage_allocated(self) -> bool:
+        return self._hdr.storage_allocated
+
+    @property
+    def attrs(self) -> Attributes:
+        return Attributes(self._file, self._hdr.attrs)
+
+    def __repr__(self) -> str:
+        return f"<hdf5meta.Dataset {self.name!r} shape {self.shape} dtype {self.dtype}>"
+
+
+def open(  # noqa: A001 - the module's entry point, named like h5py.File / zipfile.open
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | _mmap.mmap,
+    offset: int = 0,
+    length: int | None = None,
+) -> File:
+    """Open HDF5 metadata in place.
+
+    Args:
+        source: a path (memory-mapped read-only and closed with the File), or a bytes-like
+            object / mmap the caller keeps open for as long as the File is used.
+        offset: where the HDF5 file starts inside `source` (a `.keras` member's data offset).
+        length: its size (default: to the end of `source`).
+
+    Returns:
+        A `File`; its `.root` is the root `Group`.
+
+    Raises:
+        OutsideSubset: the file uses HDF5 features this reader does not implement.
+        Malformed: the bytes are not a consistent HDF5 file.
+        OSError: the path cannot be opened.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        fh = builtins.open(source, "rb")
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise Malformed("empty file")
+            mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
+        except BaseException:
+            fh.close()
+            raise
+        try:
+            return File(mm, offset, length, _owned=(fh, mm))
+        except BaseException:
+            mm.close()
+            fh.close()
+            raise
+    if isinstance(source, memoryview) and (source.ndim != 1 or source.itemsize != 1):
+        source = source.cast("B")
+    return File(source, offset, length)
+
+
+# -- h5py-shaped adapter: the calls _h5safe.py offers, on this module's objects ------------------------
+#
+# Readers written against `_h5safe` can take this namespace instead (same names, same signatures,
+# same return shapes). Every refusal here is an HDF5MetaError (fall back to h5py, which then gives
+# the user-facing UnreadableModel/UnsafeFile message), never a varctl error of its own.
+
+
+# The adapter's class attributes below shadow these names.
+_Group = Group
+_Dataset = Dataset
+_Budget = Budget
+
+
+class h5safe:  # noqa: N801 - used as a module-like namespace: `h5 = hdf5meta.h5safe`
+    """Drop-in for the `_h5safe` functions, over hdf5meta objects instead of h5py ones."""
+
+    MAX_DEPTH = MAX_DEPTH
+    MAX_ATTR_BYTES = MAX_ATTR_BYTES
+    Budget = Budget
+    Group = Group
+    Dataset = Dataset
+
+    @staticmethod
+    def is_group(obj: object) -> bool:
+        return isinstance(obj, _Group)
+
+    @staticmethod
+    def is_dataset(obj: object) -> bool:
+        return isinstance(obj, _Dataset)
+
+    @staticmethod
+    def get_member(group: _Group | File, name: str) -> _Group | _Dataset | None:
+        """A group or dataset `name` (one path component), or None."""
+        if not name or "/" in name:
+            raise OutsideSubset(f"member name {name!r} is not one path component")
+        return group._lookup(name)
+
+    @staticmethod
+    def get_group(group: _Group | File, name: str) -> _Group | None:
+        obj = h5safe.get_member(group, name)
+        if obj is not None and not isinstance(obj, _Group):
+            raise Malformed(f"HDF5 member '{obj.name}' should be a group")
+        return obj
+
+    @staticmethod
+    def check_dataset(ds: _Dataset) -> _Dataset:
+        # Virtual layouts and external storage never reach here (OutsideSubset when parsed).
+        return ds
+
+    @staticmethod
+    def get_dataset(group: _Group | File, name: str) -> _Dataset | None:
+        obj = h5safe.get_member(group, name)
+        if obj is not None and not isinstance(obj, _Dataset):
+            raise Malformed(f"HDF5 member '{obj.name}' should be a dataset")
+        return obj
+
+    @staticmethod
+    def member_names(group: _Group | File, budget: _Budget) -> list[str]:
+        names = group.keys()
+        budget.spend(len(names) + 1)
+        return names
+
+    @staticmethod
+    def subgroups(group: _Group | File, budget: _Budget) -> Iterator[tuple[str, _Group]]:
+        budget.spend(len(group) + 1)
+        for n, obj in group.items():
+            if isinstance(obj, _Group):
+                yield n, obj
+
+    @staticmethod
+    def str_attr(obj: _Group | _Dataset | File, key: str) -> str | None:
+        """A string attribute; None when absent. Non-string values come back as str(), as in _h5safe."""
+        attrs = obj.attrs
+        if key not in attrs:
+            return None
+        value = attrs[key]
+        if isinstance(value, list):
+            raise OutsideSubset(f"attribute '{key}' is an array, not a string")
+        if isinstance(value, Empty):
+            raise OutsideSubset(f"attribute '{key}' is empty")
+        return value if isinstance(value, str) else str(value)
+
+    @staticmethod
+    def list_attr(obj: _Group | _Dataset | File, key: str) -> list[str] | None:
+        """A list-of-strings attribute, joined from Keras's `key0`, `key1`, ... parts when split."""
+        attrs = obj.attrs
+        if key in attrs:
+            return _str_items(attrs[key], key)
+        parts: list[str] = []
+        n = 0
+        while f"{key}{n}" in attrs:
+            parts.extend(_str_items(attrs[f"{key}{n}"], key))
+            n += 1
+        return parts if n else None
+
+    @staticmethod
+    def dataset_meta(ds: _Dataset) -> tuple[tuple[int, ...], str, int]:
+        """(shape, dtype name, item size) as `_h5safe.dataset_meta` gives them."""
+        shape = ds.shape
+        if shape is None:
+            raise OutsideSubset(f"dataset '{ds.name}' has a null dataspace")
+        attrs = ds.attrs
+        if "dtype" in attrs and attrs["dtype"] == "bfloat16":
+            return shape, "bfloat16", 2
+        dt = ds.dtype
+        kind, size = dt[1], int(dt[2:] or 0)
+        if kind == "O":
+            return shape, "object", 8
+        if kind == "S":
+            return shape, "string", size
+        if kind == "V":
+            return shape, f"void{8 * size}", size
+        names = {"f": "float", "i": "int", "u": "uint"}
+        return shape, f"{names[kind]}{8 * size}", size
+
+    @staticmethod
+    def natural_key(name: str) -> list[Any]:
+        return [int(p) if p.isdigit() else p for p in _NUM.split(name)]
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def _str_items(value: Any, key: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(i, list) for i in items) or isinstance(value, Empty):
+        raise OutsideSubset(f"attribute '{key}' is not a flat list")
+    return [i if isinstance(i, str) else str(i) for i in items]
