@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from varctl.model import Cause, ModelInfo, Variable
+from varctl.model import Cause, ModelInfo, Variable, within
 from varctl.select import Selector, no_match_error
 from varctl.values import ValueReader, batches, in_child, is_numeric
 
@@ -213,7 +213,7 @@ def _risk_outcome(info: ModelInfo, assertions: Assertions, name: str, kinds: tup
     risks = [r for r in info.risks if r.kind in kinds]
     if assertions.patterns:  # only risks inside the selected layers
         chosen = {l.path for l in Selector(assertions.patterns, assertions.regex).layers(info)}
-        risks = [r for r in risks if _inside_any(r.where.split(": ", 1)[0], chosen)]
+        risks = [r for r in risks if within(r.where.split(": ", 1)[0], chosen)]
     offenders = tuple(Offender(r.where, r.what) for r in risks)
     what = "Lambda layers or other code" if name == "no_lambda" else "classes or code from outside Keras"
     if offenders:
@@ -221,11 +221,6 @@ def _risk_outcome(info: ModelInfo, assertions: Assertions, name: str, kinds: tup
     else:
         message = f"no {what} in the config"
     return Outcome(name, None, not offenders, message, len(info.layers), offenders)
-
-
-def _inside_any(path: str, chosen: set[str]) -> bool:  # to be replaced by the shared "inside" helper
-    parts = path.split("/")
-    return any("/".join(parts[: i + 1]) in chosen for i in range(len(parts)))
 
 
 def scope_of(info: ModelInfo, patterns: Sequence[str], regex: bool) -> list[Variable]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -185,3 +186,18 @@ class ModelInfo:
             "totals": self.totals(vs),
             "warnings": list(self.warnings),
         }
+
+
+def within(layer_path: str, roots: Collection[str]) -> bool:
+    """Is the layer at `layer_path` one of `roots` or inside one of them? (THE "is inside" rule:
+    `base/conv` is inside `base`; `base_2` is not.) Pass a set for many roots: one lookup per level."""
+    if not isinstance(roots, (set, frozenset, dict)):
+        roots = set(roots)
+    if layer_path in roots:
+        return True
+    cut = layer_path.find("/")
+    while cut != -1:
+        if layer_path[:cut] in roots:
+            return True
+        cut = layer_path.find("/", cut + 1)
+    return False
