@@ -15,7 +15,7 @@ import os
 import sys
 import types
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from varctl.errors import InternalError, UnreadableModel, UsageError, VarctlError
 from varctl.model import ModelInfo
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["check", "diff", "freeze", "read", "stats", "unfreeze"]
 
-PathLike = Union[str, "os.PathLike[str]"]
-Patterns = Union[str, Iterable[str]]
+PathLike = str | os.PathLike[str]
+Patterns = str | Iterable[str]
 
 
 class _CallableModule(types.ModuleType):
