@@ -13,13 +13,13 @@ The Python API (docs/python.md)::
 only when a file is read.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+# Not `from typing import TYPE_CHECKING`: importing typing would cost `varctl --version` ~3 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from varctl.api import check, diff, freeze, read, stats, unfreeze
     from varctl.errors import (
         InternalError,
@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     import importlib
 
     if name in ("diff", "stats"):
