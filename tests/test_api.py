@@ -96,7 +96,6 @@ def test_read_accepts_a_pathlike_and_load_options_mirror_the_cli():
         varctl.read(TL, unsafe=True)
 
 
-@pytest.mark.slow
 def test_read_with_load_matches_list_load_json(cli, samples_on_path):
     path = str(SAMPLES / "seed_custom_layer.keras")
     module = str(SAMPLES / "varctl_samples.py")
