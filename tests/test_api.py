@@ -110,7 +110,7 @@ def test_read_with_load_matches_list_load_json(cli, samples_on_path):
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "tuned.keras"
-    plan = varctl.unfreeze(TL, ["block_16_project*", "block_15_project"], output=out)
+    plan = varctl.unfreeze(TL, ["block_16_project*", "block_15_project"], output=out, verify=True)
     return out, plan
 
 
