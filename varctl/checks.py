@@ -108,6 +108,11 @@ class CheckResult:
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes)
 
+    def __repr__(self) -> str:  # the default would print every variable of the model
+        failed = [f"{o.assertion}({o.argument!r})" for o in self.outcomes if not o.ok]
+        verdict = "ok" if self.ok else "FAILED: " + ", ".join(failed)
+        return f"<CheckResult {self.info.source!r}: {len(self.outcomes)} assertion(s), {verdict}>"
+
 
 def _pattern_outcome(
     info: ModelInfo, scope: list[Variable], pattern: str, regex: bool, want_trainable: bool

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from varctl import api
 from varctl.model import ModelInfo, Variable
 from varctl.values import ValueReader, batches, blocks, in_child, is_numeric
 
@@ -69,6 +70,10 @@ class DiffResult:
     @property
     def identical(self) -> bool:
         return not self.changes
+
+    def __repr__(self) -> str:  # the default would print every variable of both models
+        counts = ", ".join(f"{n} {k}" for k, n in self.counts().items())
+        return f"<DiffResult {self.a.source!r} -> {self.b.source!r}: {counts}>"
 
     def counts(self) -> dict[str, int]:
         out = {"added": 0, "removed": 0, "changed": 0, "unchanged": 0}
@@ -216,3 +221,8 @@ def diff_bytes(a: ModelInfo, b: ModelInfo) -> int:
     """Bytes `diff --values` reads (for a progress bar)."""
     paths = {v.path: v for v in b.variables}
     return sum(v.nbytes + paths[v.path].nbytes for v in a.variables if v.path in paths)
+
+
+# `varctl.diff(...)` is the API function varctl.api.diff: this module is what the name
+# `varctl.diff` holds once imported, so it is made callable.
+api.make_callable(__name__, "diff")

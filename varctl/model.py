@@ -172,6 +172,25 @@ class ModelInfo:
             ),
         }
 
+    # How it shows itself in Python (varctl/api.py builds each view from the `list` report).
+    def summary(self) -> str:
+        """A few lines: file, format, Keras version, class and name, counts and totals, warnings."""
+        from varctl.api import summary_text
+
+        return summary_text(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a compact HTML table of the variables (escaped, no script)."""
+        from varctl.api import html_table
+
+        return html_table(self)
+
+    def __rich__(self) -> Any:
+        """rich (a terminal, `rich.print(info)`): the table `varctl list` draws."""
+        from varctl.api import rich_renderable
+
+        return rich_renderable(self)
+
     def to_dict(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, Any]:
         vs = self.variables if variables is None else variables
         # `index`: the row's position in the whole listing (= model.weights for the Keras formats),
