@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 # name -> the module that defines it
 _LAZY = {
-    **dict.fromkeys(("check", "freeze", "read", "unfreeze"), "varctl.api"),
+    **dict.fromkeys(("check", "diff", "freeze", "read", "stats", "unfreeze"), "varctl.api"),
     **dict.fromkeys(
         (
             "InternalError",
@@ -74,9 +74,6 @@ __all__ = [
 def __getattr__(name: str) -> "Any":
     import importlib
 
-    if name in ("diff", "stats"):
-        # Also submodules: the module itself calls varctl.api.diff / .stats (api.make_callable).
-        return importlib.import_module(f"varctl.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'varctl' has no attribute {name!r}")

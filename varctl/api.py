@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import types
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,38 +20,15 @@ from varctl.model import ModelInfo
 
 if TYPE_CHECKING:
     from varctl.checks import CheckResult
-    from varctl.diff import DiffResult
+    from varctl.diffs import DiffResult
     from varctl.edit import Plan
     from varctl.formats.parsed import Parsed
-    from varctl.stats import VariableStats
+    from varctl.valuestats import VariableStats
 
 __all__ = ["check", "diff", "freeze", "read", "stats", "unfreeze"]
 
 PathLike = str | os.PathLike[str]
 Patterns = str | Iterable[str]
-
-
-class _CallableModule(types.ModuleType):
-    """A module that is also an API function: `varctl.diff` and `varctl.stats` are submodules.
-
-    A package attribute cannot be both the submodule (which the import system sets on `varctl`
-    whenever `varctl.diff` is imported) and a function, so the submodule calls the function:
-    `varctl.diff(a, b)` is `varctl.api.diff(a, b)`, and `from varctl import diff; diff.diff_bytes`
-    keeps working.
-    """
-
-    __api__: str
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return globals()[self.__api__](*args, **kwargs)
-
-
-def make_callable(module_name: str, function: str) -> None:
-    """Make `module_name` (a loaded module) call `varctl.api.<function>` when called."""
-    module = sys.modules[module_name]
-    module.__class__ = _CallableModule
-    module.__api__ = function  # type: ignore[attr-defined]
-    module.__wrapped__ = globals()[function]  # type: ignore[attr-defined]  # inspect.signature
 
 
 def _patterns(value: Patterns | None) -> tuple[str, ...]:
@@ -323,7 +298,7 @@ def diff(
     Raises:
         UsageError: a negative atol. UnreadableModel: a model cannot be read.
     """
-    import varctl.diff as diff_core
+    from varctl import diffs as diff_core
 
     if not atol >= 0.0:  # also refuses NaN
         raise UsageError("atol must be at least 0")
@@ -350,7 +325,7 @@ def stats(
     Raises:
         UsageError: a pattern that matches no layer. UnreadableModel: values that cannot be read.
     """
-    import varctl.stats as stats_core
+    from varctl import valuestats as stats_core
     from varctl.select import Selector, filter_trainable, no_match_error
 
     info = _info(model)

@@ -15,9 +15,9 @@ from varctl.render import Annotation, Column, Kind, Report, human_bytes
 
 if TYPE_CHECKING:
     from varctl.checks import CheckResult
-    from varctl.diff import DiffResult
+    from varctl.diffs import DiffResult
     from varctl.edit import Plan
-    from varctl.stats import VariableStats
+    from varctl.valuestats import VariableStats
 
 LAYERS_SCHEMA = "varctl.layers/1"
 PLAN_SCHEMA = "varctl.edit/1"

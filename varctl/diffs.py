@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from varctl import api
 from varctl.model import ModelInfo, Variable
 from varctl.values import ValueReader, batches, blocks, in_child, is_numeric
 
@@ -222,7 +221,3 @@ def diff_bytes(a: ModelInfo, b: ModelInfo) -> int:
     paths = {v.path: v for v in b.variables}
     return sum(v.nbytes + paths[v.path].nbytes for v in a.variables if v.path in paths)
 
-
-# `varctl.diff(...)` is the API function varctl.api.diff: this module is what the name
-# `varctl.diff` holds once imported, so it is made callable.
-api.make_callable(__name__, "diff")

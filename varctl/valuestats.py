@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from varctl import api
 from varctl.model import ModelInfo, Variable
 from varctl.values import ValueReader, batches, in_child, is_numeric
 
@@ -169,7 +168,3 @@ def stats(
     progress(sum(v.nbytes for v in variables if not is_numeric(v)))
     return [VariableStats(v, found.get(id(v)) or _empty()) for v in variables]
 
-
-# `varctl.stats(...)` is the API function varctl.api.stats: this module is what the name
-# `varctl.stats` holds once imported, so it is made callable.
-api.make_callable(__name__, "stats")
