@@ -158,10 +158,14 @@ class ModelInfo:
         vs = self.variables if variables is None else variables
         params = sum(v.params for v in vs)
         trainable = sum(v.params for v in vs if v.trainable)
+        # variables whose trainable state the file does not record (custom layers): counted apart,
+        # neither trainable nor non-trainable (`unknown` is present only when non-zero)
+        unknown = sum(v.params for v in vs if v.trainable is None)
         return {
             "params": params,
             "trainable": trainable,
-            "non_trainable": params - trainable,
+            "non_trainable": params - trainable - unknown,
+            **({"unknown": unknown} if unknown else {}),
             "bytes": sum(v.nbytes for v in vs),
             # packed int4 variables: the weights they hold, beside `params` (stored elements)
             **(

@@ -91,6 +91,11 @@ def summary(totals: dict[str, int]) -> list[str]:
         f"Trainable params: {trainable:,} ({pct})",
         f"Non-trainable params: {totals['non_trainable']:,}",
         *(
+            [f"Unknown: {totals['unknown']:,} params (trainable state not recorded in the file: see warnings)"]
+            if totals.get("unknown")
+            else []
+        ),
+        *(
             [f"Logical weights: {totals['logical_params']:,} (int4 packs two per stored byte; params counts stored elements)"]
             if "logical_params" in totals
             else []
