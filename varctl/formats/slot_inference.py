@@ -70,7 +70,9 @@ def layout_for(optimizer: Any) -> Layout | None:
 def trainable_order(info: ModelInfo) -> list[Variable] | None:
     """`model.trainable_variables` (after Keras loads the file) in order, or None if not certain."""
     order = model_order(info)
-    return None if order is None else [v for v in order if v.trainable]
+    if order is None or any(v.cause is Cause.UNKNOWN for v in order):
+        return None  # a variable of unknown state may or may not have its slot
+    return [v for v in order if v.trainable]
 
 
 def model_order(info: ModelInfo) -> list[Variable] | None:

@@ -147,7 +147,7 @@ NOT_STORED = "(not stored)"
 def _unknown_detail(node: Node) -> str:
     """The guess kept beside an UNKNOWN cause (information, never the value)."""
     if node.pointer is None and node.attr is not None:
-        return "probably trainable: a sublayer the layer's code rebuilds, trainable unless that code freezes it"
+        return "probably trainable: a sublayer the layer's code rebuilds (trainable unless it freezes it)"
     return "probably trainable: add_weight's default"
 
 
