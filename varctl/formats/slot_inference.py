@@ -114,7 +114,7 @@ def model_order(info: ModelInfo) -> list[Variable] | None:
     return out
 
 
-_UNKNOWN_STATE = re.compile(r"; the trainable state of \d+ variables is unknown( \([^)]*\))?")
+_UNKNOWN_STATE = re.compile(r"; the trainable state of \d+ variables? is unknown( \((?:[^()]|\([^()]*\))*\))?")
 INFERRED = "created non-trainable (inferred from the saved optimizer state)"
 
 
@@ -230,8 +230,13 @@ def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
         return replace(v, cause=Cause.TRAINABLE, detail=None)
 
     variables = tuple(settled(v) for v in info.variables)
-    # settled: the warnings no longer say the state is unknown (tree.Tree._unknown_warnings)
-    notes = tuple(_UNKNOWN_STATE.sub("", w) for w in info.warnings)
+    # settled: the warnings no longer say the state is unknown (tree.Tree._unknown_warnings), and
+    # go when nothing else is missing (names, listed as vars/0, ...)
+    notes: tuple[str, ...] = ()
+    for w in info.warnings:
+        stripped = _UNKNOWN_STATE.sub("", w)
+        if stripped == w or "vars/0" in stripped:
+            notes += (stripped,)
     if frozen:
         names = ", ".join(f"`{p}`" for p in sorted(frozen)[:5]) + (" ..." if len(frozen) > 5 else "")
         notes += (
