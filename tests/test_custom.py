@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_static_never_contradicts_keras(custom_dir, name, fmt):
                 assert v.path == kpath
     totals = info.totals()
     assert totals.get("unknown", 0) == sum(v.params for v in info.variables if v.trainable is None)
-    assert totals["trainable"] + totals["non_trainable"] + totals.get("unknown", 0) == totals["params"]
+    assert totals["trainable"] + totals["non_trainable"] == totals["params"]  # list/2 meaning kept
     for w in info.warnings:
         assert "`?`" not in w and "(?)" not in w
     assert all(l.class_name != "?" for l in info.layers)
@@ -237,3 +238,56 @@ def test_freeze_plan_does_not_claim_unknown(custom_dir, cli, tmp_path):
     text = res.stdout + res.stderr
     assert "unknown:" in text and "params" in text
     assert os.path.exists(out)
+
+
+# -- Keras 2 (tf-keras) files: a frozen layer gates everything it holds ---------------------------
+
+
+def _tf_keras_models():
+    tfk = pytest.importorskip("tf_keras")
+
+    @tfk.utils.register_keras_serializable("varctl_custom2")
+    class Holder2(tfk.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.proj = tfk.layers.Dense(3)
+
+        def build(self, input_shape):
+            self.gain = self.add_weight(name="gain", shape=(3,))
+            self.stat = self.add_weight(name="stat", shape=(3,), trainable=False)
+
+        def call(self, x):
+            return self.proj(x) * self.gain + self.stat
+
+    out = {}
+    for frozen in (False, True):
+        inp = tfk.Input((4,))
+        layer = Holder2(name="holder")
+        model = tfk.Model(inp, tfk.layers.Dense(2, name="head")(layer(inp)))
+        layer.trainable = not frozen
+        out["k2_frozen" if frozen else "k2_plain"] = model
+    return tfk, out
+
+
+@pytest.mark.parametrize("ext", ["h5", "keras"])
+def test_keras2_custom_layers_never_contradict_tf_keras(tmp_path_factory, ext):
+    from tests.test_keras2 import tf_keras_rows
+
+    tfk, models = _tf_keras_models()
+    folder = tmp_path_factory.mktemp("custom2")
+    for name, model in models.items():
+        path = folder / f"{name}.{ext}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.save(path)
+            loaded = tfk.models.load_model(path, compile=False)
+        expected = tf_keras_rows(loaded)
+        info = open_model(str(path))
+        # a custom layer's variables are ordered and (in .keras) named after their unknown state:
+        # compared as multisets of (shape, dtype, trainable); a stated flag must be Keras's
+        want = Counter((r[1], r[2], r[3]) for r in expected)
+        got = Counter((v.shape, v.dtype, v.trainable) for v in info.variables if v.trainable is not None)
+        assert not got - want, (name, got - want)
+        assert sorted((v.shape, v.dtype) for v in info.variables) == sorted((r[1], r[2]) for r in expected)
+        if name == "k2_frozen":  # Keras 2 gates the sublayer by its frozen parent: known
+            assert all(v.trainable is not None for v in info.variables)

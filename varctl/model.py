@@ -158,13 +158,14 @@ class ModelInfo:
         vs = self.variables if variables is None else variables
         params = sum(v.params for v in vs)
         trainable = sum(v.params for v in vs if v.trainable)
-        # variables whose trainable state the file does not record (custom layers): counted apart,
-        # neither trainable nor non-trainable (`unknown` is present only when non-zero)
+        # variables whose trainable state the input does not record (custom layers, checkpoints):
+        # counted apart in `unknown` (present only when non-zero; additive: `non_trainable` keeps
+        # its list/2 meaning, params - trainable, and so includes them)
         unknown = sum(v.params for v in vs if v.trainable is None)
         return {
             "params": params,
             "trainable": trainable,
-            "non_trainable": params - trainable - unknown,
+            "non_trainable": params - trainable,
             **({"unknown": unknown} if unknown else {}),
             "bytes": sum(v.nbytes for v in vs),
             # packed int4 variables: the weights they hold, beside `params` (stored elements)

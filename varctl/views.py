@@ -89,7 +89,8 @@ def summary(totals: dict[str, int]) -> list[str]:
     return [
         f"Total params: {params:,} ({human_bytes(totals['bytes'])})",
         f"Trainable params: {trainable:,} ({pct})",
-        f"Non-trainable params: {totals['non_trainable']:,}",
+        # the table separates what is known not to train from what the input does not say
+        f"Non-trainable params: {totals['non_trainable'] - totals.get('unknown', 0):,}",
         *(
             [f"Unknown: {totals.get('unknown', 0):,} params (trainable state not in the file: see warnings)"]
             if totals.get("unknown")
