@@ -188,7 +188,9 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
         for wname, ds in weights:
             clean = wname.split(":")[0]  # Keras 2 files append `:0`
             path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
-            owner = _sublayer(tree, _owner(tree, top, path, names), path)
+            owner = _owner(tree, top, path, names)
+            if path == clean:  # the weight's own path, not one varctl prefixed (a name scope)
+                owner = _sublayer(tree, owner, path)
             vname = clean.rsplit("/", 1)[-1]
             tree.add_variable(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 
