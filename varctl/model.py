@@ -23,6 +23,11 @@ class _Word(str, Enum):
         return format(str(self.value), spec)
 
 
+# The class shown for a layer whose class the input does not store (a sublayer held in an attribute
+# of a custom layer or subclassed model, a weights-only file's groups): never a placeholder `?`.
+NOT_STORED = "(not stored)"
+
+
 class ModelFormat(_Word):
     """What kind of input a ModelInfo was read from."""
 

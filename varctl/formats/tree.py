@@ -33,7 +33,7 @@ from varctl.formats.catalog import (
     keras_module,
     spec_for,
 )
-from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
+from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
 
 Config = dict[str, Any]
 
@@ -137,11 +137,6 @@ def risk_warnings(risks: list[Risk] | tuple[Risk, ...]) -> list[str]:
             more = f" and {len(found) - 5} more" if len(found) > 5 else ""
             out.append(f"the model {text}: {shown}{more}")
     return out
-
-
-# The class shown for a sublayer the file stores no class for (held in an attribute of a custom
-# layer or subclassed model: only its variables are saved).
-NOT_STORED = "(not stored)"
 
 
 def _unknown_detail(node: Node) -> str:
