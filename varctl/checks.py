@@ -140,7 +140,7 @@ def _pattern_outcome(
             v.path,
             ("trainable" if v.trainable else f"not trainable: {v.reason}" if v.reason else "not trainable")
             if v.trainable is not None
-            else "trainable state unknown",
+            else "trainable state unknown (settle it with --load or a saved optimizer state)",
             trainable=v.trainable,
             reason=v.reason,
         )
@@ -149,7 +149,19 @@ def _pattern_outcome(
     if not looked:
         message = f"pattern '{pattern}' selects no variable that can be {kind}"
         return Outcome(kind, pattern, False, message, 0)
-    if offenders:
+    unknown = sum(1 for v in bad if v.trainable is None)
+    if unknown:
+        # neither passes nor fails on a guess: the assertion cannot be made (exit 1, docs/trainable.md)
+        known_bad = len(bad) - unknown
+        message = (
+            f"{known_bad} of {len(looked)} variables selected by '{pattern}' are not {kind}; "
+            if known_bad
+            else f"cannot assert that the variables selected by '{pattern}' are {kind}: "
+        ) + (
+            f"trainable state unknown for {unknown} variable{'s' if unknown != 1 else ''}: settle it "
+            "with --load (and --custom-objects) or by saving with optimizer state"
+        )
+    elif offenders:
         message = f"{len(offenders)} of {len(looked)} variables selected by '{pattern}' are not {kind}"
     else:
         message = f"all {len(looked)} variables selected by '{pattern}' are {kind}"

@@ -24,6 +24,11 @@ class _Word(str, Enum):
         return format(str(self.value), spec)
 
 
+# The class shown for a layer whose class the input does not store (a sublayer held in an attribute
+# of a custom layer or subclassed model, a weights-only file's groups): never a placeholder `?`.
+NOT_STORED = "(not stored)"
+
+
 class ModelFormat(_Word):
     """What kind of input a ModelInfo was read from."""
 
@@ -159,10 +164,15 @@ class ModelInfo:
         vs = self.variables if variables is None else variables
         params = sum(v.params for v in vs)
         trainable = sum(v.params for v in vs if v.trainable)
+        # variables whose trainable state the input does not record (custom layers, checkpoints):
+        # counted apart in `unknown` (present only when non-zero; additive: `non_trainable` keeps
+        # its list/2 meaning, params - trainable, and so includes them)
+        unknown = sum(v.params for v in vs if v.trainable is None)
         return {
             "params": params,
             "trainable": trainable,
             "non_trainable": params - trainable,
+            **({"unknown": unknown} if unknown else {}),
             "bytes": sum(v.nbytes for v in vs),
             # packed int4 variables: the weights they hold, beside `params` (stored elements)
             **(

@@ -28,7 +28,7 @@ from varctl.formats._layout import (
     weight_dataset,
 )
 from varctl.formats.parsed import Parsed
-from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
+from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Variable
 
 UNKNOWN_DETAIL = "a weights-only file records no trainable flags"
 
@@ -156,7 +156,7 @@ class _Walker:
             Layer(
                 path=path,
                 name=path.rsplit("/", 1)[-1],
-                class_name="?",
+                class_name=NOT_STORED,
                 flag=True,
                 config_flag=None,
                 editable=False,
@@ -178,7 +178,7 @@ def _legacy(h5: h5py.File) -> tuple[list[Variable], list[Layer]]:
         group = _h5safe.get_group(h5, lname)
         if group is None:
             raise UnreadableModel(f"weights file has no group for layer '{lname}'")
-        layers.append(Layer(lname, lname, "?", True, None, False, 0, None, known=False))
+        layers.append(Layer(lname, lname, NOT_STORED, True, None, False, 0, None, known=False))
         names = _h5safe.list_attr(group, WEIGHT_NAMES) or []
         budget.spend(len(names))
         for wname in names:
