@@ -18,7 +18,7 @@ from typing import IO, Any
 import h5py
 
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat
-from varctl.formats import _h5safe
+from varctl.formats import _h5safe, hub
 from varctl.formats.catalog import CONTAINER_CLASSES
 from varctl.formats.tree import Node, Tree, to_snake_case
 from varctl.model import ModelInfo
@@ -209,7 +209,9 @@ def read(path: str, source: str, config: Any = None) -> ModelInfo:
         slots = None
         if _VARS_FILENAME_H5 in members:
             with open_weights(path, zf, members[_VARS_FILENAME_H5]) as h5:
+                hub_models = hub.expand(tree, config, h5)  # keras-hub: layers from the file
                 _Walker(tree).walk_root(h5)
+                hub.reorder(tree, hub_models)
                 if any(not n.known and n.variables for n in tree.root.walk()):
                     slots = _optimizer_meta(h5)
         elif _SHARDED_INDEX in members or _VARS_FILENAME_NPZ in members:
@@ -355,6 +357,9 @@ class _Walker:
 
     def _unexpected(self, node: Node, attr: str, group: h5py.Group, prefix: str) -> None:
         """Groups the config and catalog do not describe: list their variables generically."""
+        if (known := node.attr_children.get(attr)) is not None:  # e.g. a keras-hub list attribute
+            self.walk(known, group, prefix, self._rename_from_file(known, group))
+            return
         if prefix.count("/") > _h5safe.MAX_DEPTH:
             raise UnsafeFile("HDF5 groups nested too deeply (refused)")
         if _h5safe.get_group(group, "vars") is not None:

@@ -1,0 +1,207 @@
+"""keras-hub models read statically equal what keras-hub holds after `keras.saving.load_model`.
+
+Tiny random models built from config (tests/hub_zoo.py; no presets, no network), saved by Keras.
+The oracle: load the file with Keras (keras_hub imported), take `model.weights` (order), each
+variable's layer path from Keras's own save walk (the `name` of every enclosing saved layer), its
+shape, dtype and membership in `model.trainable_variables`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+
+keras_hub = pytest.importorskip("keras_hub")
+
+import keras  # noqa: E402
+from keras.src.saving import saving_lib  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from tests import hub_zoo  # noqa: E402
+from varctl.cli import app  # noqa: E402
+from varctl.formats import catalog_hub, open_model  # noqa: E402
+
+ENV = {"NO_COLOR": "1", "COLUMNS": "200"}
+runner = CliRunner()
+
+
+class _Recorder(saving_lib.H5IOStore):
+    """Keras's save walk calls make()/[]= on this; it records layer names and variable groups."""
+
+    def __init__(self):  # noqa: D107 - deliberately opens no file
+        self.names: dict[str, str] = {}
+        self.owner: dict[int, str] = {}
+        self.mode = "w"
+
+    def __bool__(self):
+        return True
+
+    def make(self, path, metadata=None):
+        if metadata and "name" in metadata:
+            self.names[path] = metadata["name"]
+        rec = self
+
+        class _Entry(dict):
+            def __setitem__(self, key, value):
+                rec.owner.setdefault(id(value), path)
+
+        return _Entry()
+
+
+def _layer_path(rec: _Recorder, group: str) -> str:
+    parts = group.split("/")
+    names = [rec.names[p] for i in range(1, len(parts) + 1) if (p := "/".join(parts[:i])) in rec.names]
+    return "/".join(n for n in names)
+
+
+def oracle(path: str) -> list[tuple[str, tuple[int, ...], str, bool]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras.saving.load_model(path, compile=False)
+    rec = _Recorder()
+    saving_lib._save_state(
+        model, weights_store=rec, assets_store=None, inner_path="", visited_saveables=set()
+    )
+    trainable = {id(v) for v in model.trainable_variables}
+    rows = []
+    for v in model.weights:
+        layer = _layer_path(rec, rec.owner[id(v)])
+        rows.append((f"{layer}/{v.name}", tuple(int(d) for d in v.shape), str(v.dtype), id(v) in trainable))
+    saved = {i for i, p in rec.owner.items() if not p.startswith("optimizer")}
+    assert saved == {id(v) for v in model.weights}, "model.weights and the saved variables differ"
+    return rows
+
+
+def rows(info):
+    return [(v.path, v.shape, v.dtype, v.trainable) for v in info.variables]
+
+
+@pytest.fixture(scope="session")
+def hub_dir(tmp_path_factory):
+    """Every zoo backbone and task saved as .keras; tasks also with a frozen backbone."""
+    out = tmp_path_factory.mktemp("hub")
+    for name in hub_zoo.BACKBONES:
+        hub_zoo.build_backbone(name).save(out / f"{name}.keras")
+    for name in hub_zoo.TASKS:
+        task = hub_zoo.build_task(name)
+        task.save(out / f"{name}.keras")
+        task.backbone.trainable = False
+        task.save(out / f"{name}_frozen.keras")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(hub_zoo.BACKBONES))
+def test_backbone_matches_keras_hub(hub_dir, name):
+    path = str(hub_dir / f"{name}.keras")
+    info = open_model(path)
+    assert rows(info) == oracle(path)
+    assert not [w for w in info.warnings if "not known" in w or "order" in w], info.warnings
+
+
+@pytest.mark.parametrize("name", sorted(hub_zoo.TASKS))
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen_backbone"])
+def test_task_matches_keras_hub(hub_dir, name, frozen):
+    path = str(hub_dir / f"{name}{'_frozen' if frozen else ''}.keras")
+    info = open_model(path)
+    assert rows(info) == oracle(path)
+    assert not [w for w in info.warnings if "not known" in w or "order" in w], info.warnings
+    (backbone,) = [l for l in info.layers if l.class_name.endswith("Backbone")]
+    inside = [v for v in info.variables if v.path.startswith(backbone.path + "/")]
+    reaches = catalog_hub.flag_reaches_layers(backbone.class_name)
+    assert inside
+    if frozen and reaches:
+        assert not any(v.trainable for v in inside)
+
+
+def test_frozen_bert_task_trains_only_the_head(hub_dir):
+    """The issue's case: Keras trains the 2 head variables only, and varctl says so."""
+    info = open_model(str(hub_dir / "bert_classifier_frozen.keras"))
+    assert [v.path for v in info.variables if v.trainable] == ["logits/kernel", "logits/bias"]
+    backbone = [v for v in info.variables if v.path.startswith("bert_backbone/")]
+    assert backbone and all(v.reason and "bert_backbone" in v.reason for v in backbone)
+
+
+def _cli(*args, code=0):
+    result = runner.invoke(app, list(args), env=ENV)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_list_json_of_a_task_equals_keras_hub(hub_dir):
+    path = str(hub_dir / "gpt2_causal_lm_frozen.keras")
+    doc = json.loads(_cli("list", path, "-f", "json").stdout)
+    got = [(v["path"], tuple(v["shape"]), v["dtype"], v["trainable"]) for v in doc["variables"]]
+    assert got == oracle(path)
+
+
+def test_check_frozen_backbone_passes_and_unfreeze_flips_the_flag(hub_dir, tmp_path):
+    path = str(hub_dir / "bert_classifier_frozen.keras")
+    _cli("check", path, "--frozen", "bert_backbone*")
+    out = str(tmp_path / "out.keras")
+    result = _cli("unfreeze", path, "-p", "bert_backbone*", "-o", out)
+    assert "bert_backbone" in result.output
+    got = oracle(out)
+    assert all(t for *_, t in got), "Keras should train the whole model after the unfreeze"
+    assert rows(open_model(out)) == got
+    _cli("check", out, "--trainable", "bert_backbone*")
+
+
+def test_edit_that_changes_nothing_says_so(hub_dir, tmp_path):
+    path = str(hub_dir / "bert_classifier_frozen.keras")
+    out = str(tmp_path / "same.keras")
+    result = _cli("freeze", path, "-p", "bert_backbone", "-o", out)
+    assert "nothing to change" in result.output
+    assert rows(open_model(out)) == oracle(out) == oracle(path)
+
+
+def test_freezing_a_layer_inside_a_backbone_is_refused(hub_dir, tmp_path):
+    path = str(hub_dir / "bert_classifier.keras")
+    out = tmp_path / "no.keras"
+    result = _cli("freeze", path, "-p", "bert_backbone/transformer_layer_0", "-o", str(out), code=2)
+    assert "bert_backbone/transformer_layer_0" in result.output
+    assert not out.exists()
+
+
+def test_freezing_the_backbone_of_a_task_is_what_keras_loads(hub_dir, tmp_path):
+    path = str(hub_dir / "distil_bert_classifier.keras")
+    out = str(tmp_path / "frozen.keras")
+    _cli("freeze", path, "-p", "distil_bert_backbone", "-o", out)
+    got = oracle(out)
+    assert [p for p, *_, t in got if t] == [
+        "pooled_dense/kernel",
+        "pooled_dense/bias",
+        "logits/kernel",
+        "logits/bias",
+    ]
+    assert rows(open_model(out)) == got
+
+
+def test_frozen_vit_backbone_is_trained_after_loading_and_freezing_it_is_refused(hub_dir, tmp_path):
+    """ViT builds its layers inline: Keras applies the saved flag to the backbone only."""
+    info = open_model(str(hub_dir / "vit_classifier_frozen.keras"))
+    assert all(v.trainable for v in info.variables)
+    assert any("vi_t_backbone" in w and "trainable layers" in w for w in info.warnings)
+    out = tmp_path / "vit.keras"
+    result = _cli(
+        "freeze", str(hub_dir / "vit_classifier.keras"), "-p", "vi_t_backbone", "-o", str(out), code=2
+    )
+    assert "cannot freeze" in result.output
+    assert not out.exists()
+
+
+def test_static_read_imports_no_tensorflow(hub_dir):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from varctl.formats import keras_zip; "
+        f"keras_zip.read({str(hub_dir / 'bert_classifier.keras')!r}, 'x'); "
+        "print(any(m.split('.')[0] in ('tensorflow', 'keras', 'keras_hub') for m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,274 @@
+"""keras-hub models in a layer Tree: their layers from the weights file, `model.weights` order.
+
+`expand(tree, config, h5)` runs after `Tree(config)` and before the weights walk: it gives every
+keras-hub Backbone or Task in the tree (whose config lists no layers) its layers, read from the
+weights file's groups, with names, classes and variable names from catalog_hub. `reorder(tree)`
+runs after the walk: it puts the variables of keras-hub models in `model.weights` order (the walk
+attaches them in Keras's save order, which visits attributes alphabetically).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import h5py
+
+from varctl.formats import _h5safe
+from varctl.formats.catalog import LayerSpec, class_and_config
+from varctl.formats.catalog_hub import (
+    HUB_LAYERS,
+    class_from_group,
+    flag_reaches_layers,
+    is_backbone_entry,
+    is_hub_model,
+    layer_order_key,
+    variables_for,
+)
+from varctl.formats.tree import Node, Tree, to_snake_case
+from varctl.model import Variable
+
+Config = dict[str, Any]
+_SUFFIX = re.compile(r"^(.*?)(?:_(\d+))?$")
+
+
+def _flag(cfg: Config) -> bool | None:
+    value = cfg.get("trainable")
+    return None if value is None else bool(value)
+
+
+def _split(group_name: str) -> tuple[str, int]:
+    m = _SUFFIX.match(group_name)
+    assert m is not None
+    return m.group(1), int(m.group(2) or 0)
+
+
+class _Expander:
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.budget = _h5safe.Budget()
+        self.hub_nodes: list[Node] = []
+
+    # -- which nodes are keras-hub models, and where their groups are ---------------------------
+
+    def visit(self, node: Node, entry: Config, group: h5py.Group | None) -> None:
+        if group is None:
+            return
+        if is_hub_model(entry):
+            self.model(node, entry, group)
+            return
+        if not node.list_children:
+            return
+        layers = _h5safe.get_group(group, "layers")
+        if layers is None:
+            return
+        used: dict[str, int] = {}
+        listed = node.config.get("layers")
+        entries: list[Any] = listed if isinstance(listed, list) else []
+        by_name = {str(class_and_config(e)[1].get("name")): e for e in entries if isinstance(e, dict)}
+        for child in node.list_children:
+            base = to_snake_case(child.class_name)
+            used[base] = used.get(base, -1) + 1
+            name = base if used[base] == 0 else f"{base}_{used[base]}"
+            sub = _h5safe.get_group(layers, name)
+            child_entry = by_name.get(child.name)
+            if sub is not None and child_entry is not None:
+                self.visit(child, child_entry, sub)
+
+    # -- a Backbone or Task ---------------------------------------------------------------------
+
+    def model(self, node: Node, entry: Config, group: h5py.Group) -> None:
+        cls, cfg = class_and_config(entry)
+        found_backbone = cfg.get("backbone")
+        backbone: Config = (
+            found_backbone if isinstance(found_backbone, dict) and is_backbone_entry(found_backbone) else {}
+        )
+        extra: dict[str, str] = {}
+        if backbone:
+            extra[to_snake_case(str(backbone["class_name"]))] = str(backbone["class_name"])
+        is_backbone = is_backbone_entry(entry)
+        node.spec, node.known = None, True
+        self.hub_nodes.append(node)
+        layers = _h5safe.get_group(group, "layers")
+        if layers is None:
+            return
+        # Layers inside a backbone get its flag when Keras loads it; a task's head layers are
+        # built anew, trainable (a task saves no flags).
+        inner = True
+        if is_backbone:
+            reaches = flag_reaches_layers(cls)
+            inner = node.flag if reaches is not False else True
+            if reaches is None and not node.flag:
+                self.tree.warnings.append(
+                    f"varctl does not know whether the frozen flag of `{node.path or node.name}` "
+                    f"({cls}) reaches its layers when Keras loads the file (it does for backbones "
+                    "that hold their layers in attributes): listed as frozen"
+                )
+        found: list[tuple[str, str, int, str, h5py.Group]] = []  # (name, class, index, group, g)
+        for gname in _h5safe.member_names(layers, self.budget):
+            sub = _h5safe.get_group(layers, gname)
+            if sub is None:
+                continue
+            cls_name = class_from_group(gname, extra)
+            index = 0
+            if cls_name is None:
+                base, index = _split(gname)
+                cls_name = class_from_group(base, extra)
+                if cls_name is None:
+                    # Keeps the group naming: snake_case of a snake_case name is itself.
+                    cls_name = base
+            vars_group = _h5safe.get_group(sub, "vars")
+            name = (_h5safe.str_attr(vars_group, "name") if vars_group is not None else None) or gname
+            found.append((name, cls_name, index, gname, sub))
+        key = layer_order_key(cls, is_backbone)
+        unplaced = [f[0] for f in found if key(f[0], f[1]) is None and self._has_variables(f[4])]
+        found.sort(key=lambda f: (key(f[0], f[1]) or (99,), _h5safe.natural_key(f[3])))
+        # The walk names groups by counting each class in list order: keep each class's own order.
+        by_class: dict[str, list[int]] = {}
+        for f in found:
+            by_class.setdefault(to_snake_case(f[1]), []).append(f[2])
+        if any(idx != sorted(idx) or idx != list(range(len(idx))) for idx in by_class.values()):
+            found.sort(key=lambda f: (to_snake_case(f[1]), f[2]))
+            unplaced = unplaced or [f[0] for f in found]
+        if unplaced:
+            self.tree.warnings.append(
+                f"the order of the layers of `{node.path or node.name}` ({cls}) is not recorded in "
+                "the file and varctl does not know it for "
+                + ", ".join(f"`{n}`" for n in unplaced[:5])
+                + (" ..." if len(unplaced) > 5 else "")
+                + ": those variables may be listed out of model.weights order"
+            )
+        for name, cls_name, _index, _gname, sub in found:
+            if cls_name in extra.values():
+                bcls, bcfg = class_and_config(backbone)
+                child = Node(
+                    name=str(bcfg.get("name", name)),
+                    class_name=bcls,
+                    config=bcfg,
+                    spec=None,
+                    parent=node,
+                    flag=_flag(bcfg) is not False,
+                    config_flag=_flag(bcfg),
+                    pointer=(*node.pointer, "config", "backbone") if node.pointer is not None else None,
+                )
+                node.list_children.append(child)
+                self.model(child, backbone, sub)
+                continue
+            child = self.layer(node, name, cls_name, sub, inner, attr=None)
+            node.list_children.append(child)
+
+    def _has_variables(self, group: h5py.Group, depth: int = 0) -> bool:
+        if depth > _h5safe.MAX_DEPTH:
+            return True
+        for n in _h5safe.member_names(group, self.budget):
+            obj = _h5safe.get_member(group, n)
+            if isinstance(obj, h5py.Dataset):
+                return True
+            if isinstance(obj, h5py.Group) and self._has_variables(obj, depth + 1):
+                return True
+        return False
+
+    # -- one layer, from its group --------------------------------------------------------------
+
+    def layer(
+        self, parent: Node, name: str, cls: str, group: h5py.Group, flag: bool, attr: str | None
+    ) -> Node:
+        vars_group = _h5safe.get_group(group, "vars")
+        count = len(_h5safe.member_names(vars_group, self.budget)) if vars_group is not None else 0
+        variables = variables_for(cls, count)
+        node = Node(
+            name=name,
+            class_name=cls,
+            config={},
+            spec=LayerSpec(variables) if variables is not None else None,
+            parent=parent,
+            flag=flag,
+            config_flag=None,
+            pointer=None,
+            attr=attr,
+            known=variables is not None,
+        )
+        hub = HUB_LAYERS.get(cls)
+        table: dict[str, str] = {}
+        if hub is not None:
+            for a, c in hub.children:
+                table[a.removesuffix("[]")] = c
+        for member in _h5safe.member_names(group, self.budget):
+            if member == "vars":
+                continue
+            sub = _h5safe.get_group(group, member)
+            if sub is None:
+                continue
+            child_cls = table.get(member)
+            if _h5safe.get_group(sub, "vars") is None:  # a list of layers held in an attribute
+                for item in _h5safe.member_names(sub, self.budget):
+                    item_group = _h5safe.get_group(sub, item)
+                    if item_group is None:
+                        continue
+                    base, _ = _split(item)
+                    item_cls = child_cls or class_from_group(base) or base
+                    self._attr_child(node, f"{member}/{item}", item_cls, item_group, flag)
+                continue
+            if child_cls is None:
+                node.known = False
+                child_cls = "?"
+            self._attr_child(node, member, child_cls, sub, flag)
+        return node
+
+    def _attr_child(self, node: Node, attr: str, cls: str, group: h5py.Group, flag: bool) -> None:
+        vars_group = _h5safe.get_group(group, "vars")
+        name = (_h5safe.str_attr(vars_group, "name") if vars_group is not None else None) or attr
+        child = self.layer(node, name, cls, group, flag, attr=attr)
+        node.attr_children[attr] = child
+
+
+def expand(tree: Tree, config: Any, h5: h5py.Group) -> list[Node]:
+    """Give the keras-hub models in `tree` their layers from the weights file `h5` (its root).
+
+    Returns the keras-hub model nodes (for `reorder`)."""
+    if not isinstance(config, dict):
+        return []
+    ex = _Expander(tree)
+    ex.visit(tree.root, config, h5)
+    return ex.hub_nodes
+
+
+# -- model.weights order -----------------------------------------------------------------------
+
+
+def _tracking(node: Node) -> list[Node]:
+    """`node._layers` order: a container's layers, a keras-hub layer's attributes as it sets them."""
+    if node.list_children:
+        return node.list_children + list(node.attr_children.values())
+    hub = HUB_LAYERS.get(node.class_name)
+    if hub is None:
+        return list(node.attr_children.values())
+    out: list[Node] = []
+    rank = {a.removesuffix("[]"): i for i, (a, _) in enumerate(hub.children)}
+    items = sorted(
+        node.attr_children.items(),
+        key=lambda kv: (rank.get(kv[0].split("/")[0], len(rank)), _h5safe.natural_key(kv[0])),
+    )
+    out.extend(child for _, child in items)
+    return out
+
+
+def _weights_order(node: Node, out: list[Variable]) -> None:
+    out.extend(node.variables)
+    for child in _tracking(node):
+        _weights_order(child, out)
+
+
+def reorder(tree: Tree, hub_nodes: list[Node]) -> None:
+    """Put each keras-hub model's variables in `model.weights` order, in place in `tree.order`."""
+    for node in hub_nodes:
+        if node.parent is not None and node.parent in hub_nodes:
+            continue  # a task's backbone: ordered with the task
+        wanted: list[Variable] = []
+        _weights_order(node, wanted)
+        ids = {id(v) for v in wanted}
+        slots = [i for i, v in enumerate(tree.order) if id(v) in ids]
+        if len(slots) != len(wanted):
+            continue
+        for i, v in zip(slots, wanted, strict=True):
+            tree.order[i] = v
