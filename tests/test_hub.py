@@ -61,6 +61,10 @@ def oracle(path: str) -> list[tuple[str, tuple[int, ...], str, bool]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = keras.saving.load_model(path, compile=False)
+    return oracle_of(model)
+
+
+def oracle_of(model) -> list[tuple[str, tuple[int, ...], str, bool]]:
     rec = _Recorder()
     saving_lib._save_state(
         model, weights_store=rec, assets_store=None, inner_path="", visited_saveables=set()
@@ -205,3 +209,93 @@ def test_static_read_imports_no_tensorflow(hub_dir):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- model folders, presets, sharded weights ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hub_files(tmp_path_factory):
+    """A frozen-backbone BERT task saved as a folder, a preset, and sharded weights; a sharded
+    GPT-2 backbone preset."""
+    out = tmp_path_factory.mktemp("hubfiles")
+    task = hub_zoo.build_task("bert_classifier")
+    task.backbone.trainable = False
+    task.save(out / "folder", zipped=False)
+    task.save_to_preset(str(out / "preset"))
+    (out / "shards").mkdir()
+    task.backbone.save_weights(out / "shards" / "bb.weights.json", max_shard_size=0.0000015)
+    gpt2 = hub_zoo.build_backbone("gpt2")
+    gpt2.save_to_preset(str(out / "gpt2_preset"), max_shard_size=0.0000015)
+    return out
+
+
+def test_model_folder_equals_keras(hub_files):
+    path = str(hub_files / "folder")
+    info = open_model(path)
+    assert info.format == "folder"
+    assert rows(info) == oracle(path)
+
+
+def test_task_preset_equals_keras_hub(hub_files):
+    path = str(hub_files / "preset")
+    info = open_model(path)
+    assert info.format == "preset" and info.class_name == "BertTextClassifier"
+    assert any("keras-hub 0.32" in d for d in info.details)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras_hub.models.BertTextClassifier.from_preset(path)
+    assert rows(info) == oracle_of(model)
+    assert [v.path for v in info.variables if v.trainable] == ["logits/kernel", "logits/bias"]
+    assert not [w for w in info.warnings if "parameter_count" in w]
+
+
+def test_sharded_backbone_preset_equals_keras_hub(hub_files):
+    path = str(hub_files / "gpt2_preset")
+    assert (hub_files / "gpt2_preset" / "model.weights.json").exists()
+    assert len(list((hub_files / "gpt2_preset").glob("model_*.weights.h5"))) > 1
+    info = open_model(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras_hub.models.Backbone.from_preset(path)
+    assert rows(info) == oracle_of(model)
+
+
+def test_preset_parameter_count_is_cross_checked(hub_files, tmp_path):
+    import shutil
+
+    copy = tmp_path / "preset"
+    shutil.copytree(hub_files / "preset", copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["parameter_count"] += 1
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    info = open_model(str(copy))
+    assert any("parameter_count" in w for w in info.warnings)
+
+
+def test_sharded_weights_list_as_one_file_with_real_names(hub_files):
+    index = hub_files / "shards" / "bb.weights.json"
+    assert len(list(index.parent.glob("bb_*.weights.h5"))) > 1
+    info = open_model(str(index))
+    assert info.format == "sharded"
+    want = oracle(str(hub_files / "folder"))
+    backbone = [
+        (p.removeprefix("bert_backbone/"), shape, dtype)
+        for p, shape, dtype, _ in want
+        if p.startswith("bert_backbone/")
+    ]
+    assert [(v.path, v.shape, v.dtype) for v in info.variables] == backbone
+    assert all(v.trainable is None for v in info.variables)
+
+
+def test_missing_or_foreign_shard_is_refused_by_name(hub_files, tmp_path):
+    import shutil
+
+    copy = tmp_path / "shards"
+    shutil.copytree(hub_files / "shards", copy)
+    (copy / "bb_00001.weights.h5").unlink()
+    result = _cli("list", str(copy / "bb.weights.json"), code=3)
+    assert "bb_00001.weights.h5" in result.output and "missing" in result.output
+    shutil.copy(copy / "bb_00002.weights.h5", copy / "bb_00001.weights.h5")  # another shard's content
+    result = _cli("list", str(copy / "bb.weights.json"), code=3)
+    assert "bb_00001.weights.h5" in result.output

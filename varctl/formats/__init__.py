@@ -43,6 +43,9 @@ _DESCRIPTION = {
     "weights": "a weights-only file",
     "savedmodel": "a TensorFlow SavedModel",
     "checkpoint": "a TensorFlow checkpoint",
+    "folder": "a Keras model folder",
+    "preset": "a keras-hub preset folder",
+    "sharded": "sharded weights (an index and its shards)",
 }
 
 
@@ -99,6 +102,10 @@ def identify(path: str) -> tuple[str, str]:
         prefix = checkpoint.prefix_in_directory(path)
         if prefix is not None:
             return "checkpoint", prefix
+        from varctl.formats import hub_files
+
+        if hub_files.is_model_folder(path):
+            return ("preset" if hub_files.is_preset(path) else "folder"), path
         raise UnreadableModel("is a directory, not a model file (nor a SavedModel or checkpoint directory)")
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableModel("not a regular file (FIFO, device or socket)")
@@ -122,6 +129,11 @@ def identify(path: str) -> tuple[str, str]:
     prefix = checkpoint.prefix_of(path)
     if prefix is not None:
         return "checkpoint", prefix
+    if _head(path).lstrip()[:1] == b"{":
+        from varctl.formats import hub_files
+
+        if hub_files.is_weights_index(hub_files.read_json(path)):
+            return "sharded", path
     if checkpoint.is_index(path):
         raise UnreadableModel(
             "looks like a TensorFlow checkpoint index, but TensorFlow needs it named PREFIX.index",
@@ -302,6 +314,11 @@ def _read_static_unguarded(path: str, config: dict | None) -> ModelInfo | tuple[
         from varctl.formats import weights_h5
 
         return weights_h5.read(target, path)
+    if kind in ("folder", "preset", "sharded"):
+        from varctl.formats import hub_files
+
+        reader = {"folder": hub_files.read_folder, "preset": hub_files.read_preset}.get(kind)
+        return reader(target, path, config) if reader else hub_files.read_sharded(target, path)
     return kind, target
 
 

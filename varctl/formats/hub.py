@@ -77,7 +77,7 @@ class _Expander:
 
     # -- a Backbone or Task ---------------------------------------------------------------------
 
-    def model(self, node: Node, entry: Config, group: h5py.Group) -> None:
+    def model(self, node: Node, entry: Config, group: h5py.Group, *, weights_only: bool = False) -> None:
         cls, cfg = class_and_config(entry)
         found_backbone = cfg.get("backbone")
         backbone: Config = (
@@ -120,7 +120,7 @@ class _Expander:
             vars_group = _h5safe.get_group(sub, "vars")
             name = (_h5safe.str_attr(vars_group, "name") if vars_group is not None else None) or gname
             found.append((name, cls_name, index, gname, sub))
-        key = layer_order_key(cls, is_backbone)
+        key = layer_order_key(cls, is_backbone or weights_only)
         unplaced = [f[0] for f in found if key(f[0], f[1]) is None and self._has_variables(f[4])]
         found.sort(key=lambda f: (key(f[0], f[1]) or (99,), _h5safe.natural_key(f[3])))
         # The walk names groups by counting each class in list order: keep each class's own order.
@@ -189,11 +189,19 @@ class _Expander:
             known=variables is not None,
         )
         hub = HUB_LAYERS.get(cls)
+        members = _h5safe.member_names(group, self.budget)
+        if hub is None and "layers" in members and _h5safe.get_group(group, "layers") is not None:
+            # A model nested in a weights-only file (a task's backbone, a Functional): its layers
+            # are listed by the file like the top model's.
+            node.spec, node.known = None, True
+            self.model(node, {"class_name": cls, "config": {}}, group, weights_only=True)
+            self.hub_nodes.remove(node)
+            members = [m for m in members if m != "layers"]
         table: dict[str, str] = {}
         if hub is not None:
             for a, c in hub.children:
                 table[a.removesuffix("[]")] = c
-        for member in _h5safe.member_names(group, self.budget):
+        for member in members:
             if member == "vars":
                 continue
             sub = _h5safe.get_group(group, member)
@@ -220,6 +228,13 @@ class _Expander:
         name = (_h5safe.str_attr(vars_group, "name") if vars_group is not None else None) or attr
         child = self.layer(node, name, cls, group, flag, attr=attr)
         node.attr_children[attr] = child
+
+
+def expand_weights_only(tree: Tree, h5: h5py.Group) -> list[Node]:
+    """A weights-only file: the top model's layers from the file (names, classes, variables)."""
+    ex = _Expander(tree)
+    ex.model(tree.root, {"class_name": tree.root.class_name, "config": {}}, h5, weights_only=True)
+    return ex.hub_nodes
 
 
 def expand(tree: Tree, config: Any, h5: h5py.Group) -> list[Node]:

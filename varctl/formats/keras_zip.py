@@ -269,7 +269,7 @@ class _Walker:
             else:
                 self.walk(child, sub, f"{prefix}{attr}/", self._rename_from_file(child, sub))
         for attr, child in node.attr_children.items():
-            if attr not in names and child.spec is not None and child.spec.variables:
+            if attr.split("/")[0] not in names and child.spec is not None and child.spec.variables:
                 self.tree.warnings.append(
                     f"layer `{child.path}` has no variables in the weights file (expected "
                     f"{', '.join(v.name for v in child.spec.variables)})"
