@@ -299,3 +299,28 @@ def test_missing_or_foreign_shard_is_refused_by_name(hub_files, tmp_path):
     shutil.copy(copy / "bb_00002.weights.h5", copy / "bb_00001.weights.h5")  # another shard's content
     result = _cli("list", str(copy / "bb.weights.json"), code=3)
     assert "bb_00001.weights.h5" in result.output
+
+
+def test_lora_file_lists_rank_and_adapter_pairs(tmp_path):
+    backbone = hub_zoo.build_backbone("gemma")
+    backbone.enable_lora(rank=2)
+    path = tmp_path / "adapters.lora.h5"
+    backbone.save_lora_weights(str(path))
+    info = open_model(str(path))
+    assert info.format == "lora" and "LoRA rank 2" in info.details
+    lora = [v for v in backbone.weights if "lora_kernel" in v.path]
+    # Targets are recorded by index in backbone._flatten_layers() order, not model.weights order.
+    assert sorted((v.name, v.shape) for v in info.variables) == sorted((v.name, tuple(v.shape)) for v in lora)
+    assert len(info.layers) == len(lora) // 2
+    assert all(v.trainable for v in info.variables)
+
+
+@pytest.mark.slow
+def test_load_imports_keras_hub_and_agrees_with_the_static_listing(hub_dir):
+    path = str(hub_dir / "bert_classifier_frozen.keras")
+    static = json.loads(_cli("list", path, "-f", "json").stdout)
+    loaded = json.loads(_cli("list", "--load", path, "-f", "json").stdout)
+    key = [(v["path"], v["shape"], v["dtype"], v["trainable"]) for v in static["variables"]]
+    assert sorted(key) == sorted(
+        (v["path"], v["shape"], v["dtype"], v["trainable"]) for v in loaded["variables"]
+    )

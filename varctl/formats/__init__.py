@@ -46,6 +46,7 @@ _DESCRIPTION = {
     "folder": "a Keras model folder",
     "preset": "a keras-hub preset folder",
     "sharded": "sharded weights (an index and its shards)",
+    "lora": "keras-hub LoRA adapter weights",
 }
 
 
@@ -122,6 +123,10 @@ def identify(path: str) -> tuple[str, str]:
             return "h5", path
         if h5kind in ("weights", "legacy_weights"):
             return "weights", path
+        from varctl.formats import hub_files
+
+        if hub_files.is_lora(path):
+            return "lora", path
         raise UnsupportedFormat(
             "HDF5 file without 'model_config': not a saved Keras model, nor a Keras weights file",
             hint=_HINT,
@@ -319,6 +324,10 @@ def _read_static_unguarded(path: str, config: dict | None) -> ModelInfo | tuple[
 
         reader = {"folder": hub_files.read_folder, "preset": hub_files.read_preset}.get(kind)
         return reader(target, path, config) if reader else hub_files.read_sharded(target, path)
+    if kind == "lora":
+        from varctl.formats import hub_files
+
+        return hub_files.read_lora(target, path)
     return kind, target
 
 

@@ -26,7 +26,7 @@ import h5py
 
 from varctl.errors import UnreadableModel, UnsafeFile
 from varctl.formats import _h5safe
-from varctl.model import ModelInfo
+from varctl.model import ModelFormat, ModelInfo
 
 CONFIG = "config.json"
 METADATA = "metadata.json"
@@ -352,3 +352,119 @@ def read_sharded(index_path: str, source: str) -> ModelInfo:
     check_index(index_path, doc, files)
     with merged([(f, "") for f in files]) as h5:
         return weights_listing(h5, source, "sharded")
+
+
+# -- keras-hub LoRA adapters (`backbone.save_lora_weights("x.lora.h5")`) ---------------------------
+
+
+def is_lora(path: str) -> bool:
+    """HDF5 whose root holds only `lora`, with `lora/vars/rank` (keras-hub's layout)."""
+    with _open_h5(path) as h5:
+        budget = _h5safe.Budget()
+        if _h5safe.member_names(h5, budget) != ["lora"]:
+            return False
+        lora = _h5safe.get_group(h5, "lora")
+        own = _h5safe.get_group(lora, "vars") if lora is not None else None
+        return own is not None and _h5safe.get_dataset(own, "rank") is not None
+
+
+def read_lora(path: str, source: str) -> ModelInfo:
+    """The rank and, per target layer (its index among the backbone's layers with weights, as
+    keras-hub records it), the adapter pair lora_kernel_a / lora_kernel_b."""
+    from varctl.model import Cause, Layer, Variable
+
+    with _open_h5(path) as h5:
+        budget = _h5safe.Budget()
+        lora = _h5safe.get_group(h5, "lora")
+        own = _h5safe.get_group(lora, "vars") if lora is not None else None
+        rank_ds = _h5safe.get_dataset(own, "rank") if own is not None else None
+        if lora is None or rank_ds is None:
+            raise UnreadableModel("not a keras-hub LoRA file: no lora/vars/rank")
+        rank: int | None = None
+        if rank_ds.shape == () and rank_ds.dtype.kind in "iu":
+            rank = int(rank_ds[()])
+        layers, variables = [], []
+        targets = [n for n in _h5safe.member_names(lora, budget) if n != "vars"]
+        for target in sorted(targets, key=_h5safe.natural_key):
+            group = _h5safe.get_group(lora, target)
+            vars_group = _h5safe.get_group(group, "vars") if group is not None else None
+            if vars_group is None:
+                raise UnreadableModel(f"LoRA target '{target}' has no vars group")
+            layer = f"target_{target}"
+            layers.append(Layer(layer, layer, "LoRA adapter", True, None, False, 0, None, known=True))
+            for name in ("lora_kernel_a", "lora_kernel_b"):
+                ds = _h5safe.get_dataset(vars_group, name)
+                if ds is None:
+                    raise UnreadableModel(f"LoRA target '{target}' has no {name}")
+                shape, dtype, itemsize = _h5safe.dataset_meta(ds)
+                variables.append(
+                    Variable(
+                        path=f"{layer}/{name}",
+                        layer=layer,
+                        name=name,
+                        shape=shape,
+                        dtype=dtype,
+                        cause=Cause.TRAINABLE,
+                        detail=None,
+                        storage=f"lora/{target}/vars/{name}",
+                        itemsize=itemsize,
+                    )
+                )
+    note = (
+        f"keras-hub LoRA adapters, rank {rank if rank is not None else '?'}, for {len(layers)} target "
+        "layer(s) named by their index among the backbone's layers with weights (keras-hub records "
+        "no names): backbone.load_lora_weights(...) enables LoRA and trains these adapters"
+    )
+    return ModelInfo(
+        source=source,
+        format=ModelFormat.LORA,
+        keras_version=None,
+        name=os.path.basename(source.rstrip("/")),
+        class_name="LoRA",
+        trainable=True,
+        layers=tuple(layers),
+        variables=tuple(variables),
+        warnings=(note,),
+        details=(f"LoRA rank {rank if rank is not None else '?'}",),
+    )
+
+
+# -- --load: keras-hub classes need keras_hub imported ---------------------------------------------
+
+
+def require_keras_hub(path: str, kind: str) -> None:
+    """Import keras_hub (a trusted package, never code from the file) when the model's config names
+    keras-hub classes, so Keras finds them; one clear error when it is not installed."""
+    import importlib
+    import importlib.util
+
+    if kind != "keras":
+        return
+    from varctl.formats.keras_zip import read_config
+
+    config = read_config(path)
+    text_classes = _hub_classes(config)
+    if not text_classes:
+        return
+    if importlib.util.find_spec("keras_hub") is None:
+        raise UnreadableModel(
+            f"the model uses keras-hub classes ({', '.join(sorted(text_classes)[:3])}): install "
+            "keras-hub to load it with --load (pip install keras-hub), or list it without --load"
+        )
+    importlib.import_module("keras_hub")
+
+
+def _hub_classes(config: Any) -> set[str]:
+    from varctl.formats.catalog_hub import is_hub_entry
+
+    found: set[str] = set()
+    stack = [config]
+    while stack and len(found) < 100:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            if is_hub_entry(obj):
+                found.add(str(obj.get("class_name")))
+            stack.extend(obj.values())
+        elif isinstance(obj, list):
+            stack.extend(obj)
+    return found
