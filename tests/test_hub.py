@@ -324,3 +324,18 @@ def test_load_imports_keras_hub_and_agrees_with_the_static_listing(hub_dir):
     assert sorted(key) == sorted(
         (v["path"], v["shape"], v["dtype"], v["trainable"]) for v in loaded["variables"]
     )
+
+
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_models", "hub_bert_classifier")
+
+
+def test_sample_preset_equals_keras_hub_and_passes_check():
+    info = open_model(SAMPLE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras_hub.models.TextClassifier.from_preset(SAMPLE)
+    assert rows(info) == oracle_of(model)
+    assert [v.path for v in info.variables if v.trainable] == ["logits/kernel", "logits/bias"]
+    assert "tokenizer BertTokenizer" in info.details
+    assert not [w for w in info.warnings if "parameter_count" in w]
+    _cli("check", SAMPLE, "--frozen", "bert_backbone*", "--trainable", "logits")
