@@ -316,8 +316,10 @@ def _read_static_unguarded(path: str, config: dict | None) -> ModelInfo | tuple[
 
         return legacy_h5.read(target, path, config)
     if kind == "weights":
-        from varctl.formats import weights_h5
+        from varctl.formats import hub_files, weights_h5
 
+        if weights_h5.classify(target) == "weights":  # Keras 3 layout: real names from the file
+            return hub_files.read_weights(target, path)
         return weights_h5.read(target, path)
     if kind in ("folder", "preset", "sharded"):
         from varctl.formats import hub_files

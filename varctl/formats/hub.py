@@ -16,6 +16,7 @@ import h5py
 
 from varctl.formats import _h5safe
 from varctl.formats.catalog import LayerSpec, class_and_config
+from varctl.formats.catalog import spec_for as keras_spec_for
 from varctl.formats.catalog_hub import (
     HUB_LAYERS,
     class_from_group,
@@ -130,7 +131,7 @@ class _Expander:
         if any(idx != sorted(idx) or idx != list(range(len(idx))) for idx in by_class.values()):
             found.sort(key=lambda f: (to_snake_case(f[1]), f[2]))
             unplaced = unplaced or [f[0] for f in found]
-        if unplaced:
+        if unplaced and not weights_only:
             self.tree.warnings.append(
                 f"the order of the layers of `{node.path or node.name}` ({cls}) is not recorded in "
                 "the file and varctl does not know it for "
@@ -201,6 +202,8 @@ class _Expander:
         if hub is not None:
             for a, c in hub.children:
                 table[a.removesuffix("[]")] = c
+        elif (keras_spec := keras_spec_for(cls, {})) is not None:  # LSTM's cell, ...
+            table = {c.attr: c.class_name for c in keras_spec.children}
         for member in members:
             if member == "vars":
                 continue

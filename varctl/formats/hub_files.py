@@ -338,11 +338,19 @@ def weights_listing(h5: h5py.File, source: str, fmt: str) -> ModelInfo:
         for v in info.variables
     )
     note = (
-        "weights-only file: it records no trainable flags, and variable names only where the layer "
-        "class (from the group names) decides them; list the saved model for the rest"
+        "weights-only file: it records no trainable flags, nor the order of the model's layers "
+        "(listed in the file's group order); variable names (kernel, bias, ...) are not stored "
+        "either and are given where the layer class (from the group names) decides them; list the "
+        "saved model (.keras) for the rest"
     )
     warnings = tuple(w for w in info.warnings if "is not known to varctl" not in w)
     return ModelInfo(**{**info.__dict__, "variables": variables, "warnings": (note, *warnings)})
+
+
+def read_weights(path: str, source: str) -> ModelInfo:
+    """A Keras 3 weights-only file (`save_weights("x.weights.h5")`)."""
+    with _open_h5(path) as h5:
+        return weights_listing(h5, source, "weights")
 
 
 def read_sharded(index_path: str, source: str) -> ModelInfo:
