@@ -326,7 +326,9 @@ def test_load_imports_keras_hub_and_agrees_with_the_static_listing(hub_dir):
     )
 
 
-SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_models", "hub_bert_classifier")
+SAMPLE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_models", "hub_bert_classifier"
+)
 
 
 def test_sample_preset_equals_keras_hub_and_passes_check():
@@ -339,3 +341,25 @@ def test_sample_preset_equals_keras_hub_and_passes_check():
     assert "tokenizer BertTokenizer" in info.details
     assert not [w for w in info.warnings if "parameter_count" in w]
     _cli("check", SAMPLE, "--frozen", "bert_backbone*", "--trainable", "logits")
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+def test_keras_hub_layers_in_a_functional_model_match_keras(tmp_path, frozen):
+    """keras-hub layers with config entries of their own: their build()-made sublayers come back
+    trainable even when the layer is saved frozen; their own variables follow its flag."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    i = keras.Input((4, 8))
+    enc = keras_hub.layers.TransformerEncoder(intermediate_dim=16, num_heads=2, name="enc")
+    pos = keras_hub.layers.PositionEmbedding(sequence_length=4, name="pos")
+    dec = keras_hub.layers.TransformerDecoder(intermediate_dim=16, num_heads=2, name="dec")
+    x = dec(enc(i + pos(i)))
+    model = keras.Model(i, keras.layers.Dense(2, name="out")(x))
+    enc.trainable = pos.trainable = not frozen
+    path = str(tmp_path / "user.keras")
+    model.save(path)
+    info = open_model(path)
+    assert rows(info) == oracle(path)
+    assert not [w for w in info.warnings if "not known" in w]
+    if frozen:
+        assert any("enc" in w and "cannot be saved" in w for w in info.warnings)

@@ -22,6 +22,7 @@ from varctl.formats.catalog_hub import (
     class_from_group,
     flag_reaches_layers,
     is_backbone_entry,
+    is_hub_entry,
     is_hub_model,
     layer_order_key,
     variables_for,
@@ -73,7 +74,11 @@ class _Expander:
             name = base if used[base] == 0 else f"{base}_{used[base]}"
             sub = _h5safe.get_group(layers, name)
             child_entry = by_name.get(child.name)
-            if sub is not None and child_entry is not None:
+            if sub is None or child_entry is None:
+                continue
+            if is_hub_entry(child_entry) and child.class_name in HUB_LAYERS:
+                self.hub_layer(child, sub)
+            else:
                 self.visit(child, child_entry, sub)
 
     # -- a Backbone or Task ---------------------------------------------------------------------
@@ -189,6 +194,12 @@ class _Expander:
             attr=attr,
             known=variables is not None,
         )
+        self.sublayers(node, group, flag)
+        return node
+
+    def sublayers(self, node: Node, group: h5py.Group, flag: bool) -> None:
+        """`node`'s sublayers, from its group's members, each with the flag `flag`."""
+        cls = node.class_name
         hub = HUB_LAYERS.get(cls)
         members = _h5safe.member_names(group, self.budget)
         if hub is None and "layers" in members and _h5safe.get_group(group, "layers") is not None:
@@ -224,7 +235,19 @@ class _Expander:
                 node.known = False
                 child_cls = "?"
             self._attr_child(node, member, child_cls, sub, flag)
-        return node
+
+    def hub_layer(self, node: Node, group: h5py.Group) -> None:
+        """A keras-hub layer with a config entry of its own (in a user's Functional model): its own
+        variables follow its flag; the sublayers it builds in build() are created anew, trainable
+        even when it is frozen (confirmed against Keras in tests/test_hub.py)."""
+        vars_group = _h5safe.get_group(group, "vars")
+        count = len(_h5safe.member_names(vars_group, self.budget)) if vars_group is not None else 0
+        variables = variables_for(node.class_name, count)
+        node.spec = LayerSpec(variables) if variables is not None else None
+        node.known = variables is not None
+        node.attr_children.clear()
+        self.sublayers(node, group, True)
+        self.hub_nodes.append(node)
 
     def _attr_child(self, node: Node, attr: str, cls: str, group: h5py.Group, flag: bool) -> None:
         vars_group = _h5safe.get_group(group, "vars")
@@ -280,8 +303,11 @@ def _weights_order(node: Node, out: list[Variable]) -> None:
 def reorder(tree: Tree, hub_nodes: list[Node]) -> None:
     """Put each keras-hub model's variables in `model.weights` order, in place in `tree.order`."""
     for node in hub_nodes:
-        if node.parent is not None and node.parent in hub_nodes:
-            continue  # a task's backbone: ordered with the task
+        up = node.parent
+        while up is not None and up not in hub_nodes:
+            up = up.parent
+        if up is not None:
+            continue  # inside another keras-hub node (a task's backbone): ordered with it
         wanted: list[Variable] = []
         _weights_order(node, wanted)
         ids = {id(v) for v in wanted}
