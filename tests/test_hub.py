@@ -363,3 +363,47 @@ def test_keras_hub_layers_in_a_functional_model_match_keras(tmp_path, frozen):
     assert not [w for w in info.warnings if "not known" in w]
     if frozen:
         assert any("enc" in w and "cannot be saved" in w for w in info.warnings)
+
+
+# -- edits of presets and model folders ------------------------------------------------------------
+
+
+def test_unfreeze_a_preset_backbone_gives_a_preset_keras_hub_trains_fully(hub_files, tmp_path):
+    out = tmp_path / "tuned"
+    result = _cli("unfreeze", str(hub_files / "preset"), "-p", "bert_backbone*", "-o", str(out))
+    assert "bert_backbone" in result.output and "wrote" in result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras_hub.models.BertTextClassifier.from_preset(str(out))
+    got = oracle_of(model)
+    assert all(t for *_, t in got)
+    assert rows(open_model(str(out))) == got
+    again = _cli("unfreeze", str(out), "-p", "bert_backbone*", "--in-place")
+    assert "nothing to change" in again.output
+
+
+def test_freeze_a_model_folder_in_place_is_what_keras_loads(hub_files, tmp_path):
+    import shutil
+
+    folder = tmp_path / "folder"
+    shutil.copytree(hub_files / "folder", folder)
+    _cli("unfreeze", str(folder), "-p", "bert_backbone", "--in-place")
+    assert all(t for *_, t in oracle(str(folder)))
+    _cli("freeze", str(folder), "-p", "bert_backbone", "--in-place")
+    got = oracle(str(folder))
+    assert [p for p, *_, t in got if t] == ["logits/kernel", "logits/bias"]
+    assert rows(open_model(str(folder))) == got
+    assert not list(tmp_path.glob(".varctl-*"))
+
+
+def test_folder_edit_never_overwrites_an_existing_folder(hub_files, tmp_path):
+    out = tmp_path / "exists"
+    out.mkdir()
+    _cli("unfreeze", str(hub_files / "folder"), "-p", "bert_backbone", "-o", str(out), code=4)
+    assert list(out.iterdir()) == []
+    tuned = tmp_path / "tuned"
+    _cli("unfreeze", str(hub_files / "preset"), "-p", "bert_backbone", "-o", str(tuned))
+    # Keras does not save flags of layers inside a backbone: refused, nothing written.
+    result = _cli("freeze", str(tuned), "-p", "bert_backbone/pooled_dense", "-o", str(tmp_path / "x"), code=2)
+    assert "cannot freeze" in result.output
+    assert not (tmp_path / "x").exists()

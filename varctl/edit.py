@@ -158,6 +158,8 @@ def plan_freeze(
 
     # Every read of the input's HDF5 runs in the sandbox, like open_model's.
     reader = keras_config if info.format == "keras" else h5_config
+    if info.format in ("folder", "preset"):  # model folders and keras-hub presets
+        from varctl.formats.hub_files import editable_config as reader
     config = copy.deepcopy(_sandbox.call(reader, path, label=f"'{path}'"))
     changes: dict[str, Change] = {}
     by_path = {l.path: l for l in info.layers}
@@ -196,7 +198,9 @@ def plan_freeze(
                 "statistics drift; pass --keep-batchnorm-frozen to keep them frozen"
             )
     has_optimizer = isinstance(config, dict) and (
-        config.get("compile_config") is not None if info.format == "keras" else _h5_compiled(path)
+        config.get("compile_config") is not None
+        if info.format in ("keras", "folder", "preset")
+        else _h5_compiled(path)
     )
     if plan.trainable_set_changed and has_optimizer:
         _plan_optimizer(plan, optimizer_state, path)
@@ -247,7 +251,7 @@ def _plan_optimizer(plan: Plan, mode: str, path: str) -> None:
             return
     plan.drop_optimizer = True
     plan.optimizer = "dropped"
-    if plan.before.format == "keras":
+    if plan.before.format in ("keras", "folder", "preset"):
         plan.config.pop("compile_config", None)
     plan.notes.append(
         "the trainable set changed, so the saved optimizer state no longer matches it: dropped it "
@@ -653,6 +657,11 @@ def apply(plan: Plan, src: str, dst: str, *, check: Callable[[str], None] | None
         check: called with the finished temp file before the rename (e.g. `verify`); raising
             leaves `dst` untouched.
     """
+    if plan.before.format in ("folder", "preset"):
+        from varctl.formats.hub_files import write_folder
+
+        write_folder(src, dst, plan.config, check=check)
+        return
     with atomic_output(dst, like=src, check=check) as tmp:
         if plan.before.format == "keras":
             _write_keras(src, tmp, plan)

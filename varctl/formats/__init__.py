@@ -339,7 +339,7 @@ def require_editable(info: ModelInfo) -> None:
     Raises:
         UnsupportedFormat (exit 3): with how to get a `.keras` file instead.
     """
-    if info.format in EDITABLE:
+    if info.format in EDITABLE or info.format in ("folder", "preset"):
         return
     hints = {
         "savedmodel": "a SavedModel is read-only: load the original Keras model (or rebuild it), "

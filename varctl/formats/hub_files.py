@@ -476,3 +476,65 @@ def _hub_classes(config: Any) -> set[str]:
         elif isinstance(obj, list):
             stack.extend(obj)
     return found
+
+
+# -- edits of model folders and presets -----------------------------------------------------------
+
+
+def editable_config(path: str) -> Any:
+    """The config an edit of a folder changes: a preset's task.json when it has one, else config.json."""
+    return read_json(_config_path(path))
+
+
+def _config_path(path: str) -> str:
+    task = os.path.join(path, TASK)
+    return task if os.path.isfile(task) else os.path.join(path, CONFIG)
+
+
+def write_folder(src: str, dst: str, config: Any, *, check: Any = None) -> None:
+    """Write the edited config of folder `src` to `dst` (a new folder, or `src` itself).
+
+    Only one file changes (config.json, or a preset's task.json), so an in-place edit is one atomic
+    rename: Keras never sees a half-edited folder. A new folder is assembled next to `dst` under a
+    temp name and renamed into place once complete; an existing `dst` is never overwritten.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from varctl.errors import OutputError
+
+    text = json.dumps(config, indent=4).encode("utf-8")
+    name = os.path.basename(_config_path(src))
+    same = os.path.realpath(dst) == os.path.realpath(src)
+    parent = os.path.dirname(os.path.realpath(dst)) or "."
+    if same:
+        fd, tmp = tempfile.mkstemp(prefix=".varctl-", suffix=".json", dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if check is not None:
+                check(src)  # the input is unchanged so far (the temp file is outside it)
+            os.replace(tmp, os.path.join(src, name))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
+    if os.path.lexists(dst):
+        raise OutputError(f"'{dst}' exists: a model folder is written as a new folder (remove it first)")
+    tmpdir = tempfile.mkdtemp(prefix=".varctl-", dir=parent)
+    try:
+        shutil.copytree(src, tmpdir, dirs_exist_ok=True, symlinks=True)
+        with open(os.path.join(tmpdir, name), "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if check is not None:
+            check(tmpdir)
+        os.rename(tmpdir, dst)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
