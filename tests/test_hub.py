@@ -422,3 +422,16 @@ def test_folder_edit_never_overwrites_an_existing_folder(hub_files, tmp_path):
     result = _cli("freeze", str(tuned), "-p", "bert_backbone/pooled_dense", "-o", str(tmp_path / "x"), code=2)
     assert "cannot freeze" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_weights_with_the_model_config_list_like_the_model(hub_files, tmp_path):
+    """open_model(weights, config=...) (the library side of `--config FILE`)."""
+    from varctl.formats import hub_files as files
+
+    task = keras.saving.load_model(str(hub_files / "folder"), compile=False)
+    task.save_weights(tmp_path / "task.weights.h5")
+    (tmp_path / "task.json").write_text(task.to_json())
+    want = rows(open_model(str(hub_files / "folder")))
+    for config_source in (tmp_path / "task.json", hub_files / "folder" / "config.json", hub_files / "preset"):
+        info = open_model(str(tmp_path / "task.weights.h5"), config=files.config_from(str(config_source)))
+        assert rows(info) == want, config_source

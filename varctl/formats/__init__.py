@@ -319,11 +319,15 @@ def _read_static_unguarded(path: str, config: dict | None) -> ModelInfo | tuple[
         from varctl.formats import hub_files, weights_h5
 
         if weights_h5.classify(target) == "weights":  # Keras 3 layout: real names from the file
+            if config is not None:  # the model's config names the variables and gives the flags
+                return hub_files.read_weights_with_config(target, path, config, sharded=False)
             return hub_files.read_weights(target, path)
         return weights_h5.read(target, path)
     if kind in ("folder", "preset", "sharded"):
         from varctl.formats import hub_files
 
+        if kind == "sharded" and config is not None:
+            return hub_files.read_weights_with_config(target, path, config, sharded=True)
         reader = {"folder": hub_files.read_folder, "preset": hub_files.read_preset}.get(kind)
         return reader(target, path, config) if reader else hub_files.read_sharded(target, path)
     if kind == "lora":

@@ -538,3 +538,42 @@ def write_folder(src: str, dst: str, config: Any, *, check: Any = None) -> None:
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
+
+
+# -- weights-only files read with the model's config ---------------------------------------------
+
+
+def config_from(path: str) -> Any:
+    """The architecture in `path`: a config.json or `model.to_json()` file, a `.keras` archive, a
+    model folder or a keras-hub preset (its task when it has one)."""
+    if os.path.isdir(path):
+        return preset_config(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        from varctl.formats.keras_zip import read_config
+
+        doc = read_config(path)
+    else:
+        doc = read_json(path)
+    if not isinstance(doc, dict) or "class_name" not in doc:
+        raise UnreadableModel(f"'{os.path.basename(path)}' holds no Keras model config (no class_name)")
+    return doc
+
+
+def read_weights_with_config(path: str, source: str, config: Any, *, sharded: bool) -> ModelInfo:
+    """A weights-only file (or sharded index) named and flagged by the model's config: the same
+    listing as the full model."""
+    if sharded:
+        doc = read_json(path)
+        files = shards_of(path, doc)
+        check_index(path, doc, files)
+        sources = [(f, "") for f in files]
+    else:
+        sources = [(path, "")]
+    with merged(sources) as h5:
+        info = interpret(
+            config, h5, source=source, fmt="sharded" if sharded else "weights", keras_version=None
+        )
+    note = "weights-only file read with the model's config: names and trainable flags come from the config"
+    return ModelInfo(**{**info.__dict__, "warnings": (note, *info.warnings)})
