@@ -435,3 +435,18 @@ def test_weights_with_the_model_config_list_like_the_model(hub_files, tmp_path):
     for config_source in (tmp_path / "task.json", hub_files / "folder" / "config.json", hub_files / "preset"):
         info = open_model(str(tmp_path / "task.weights.h5"), config=files.config_from(str(config_source)))
         assert rows(info) == want, config_source
+
+
+def test_list_config_option_names_a_sharded_weights_listing(hub_files, tmp_path):
+    index = str(hub_files / "shards" / "bb.weights.json")
+    doc = json.loads(
+        _cli("list", index, "--config", str(hub_files / "preset" / "config.json"), "-f", "json").stdout
+    )
+    want = [r for r in rows(open_model(str(hub_files / "folder"))) if r[0].startswith("bert_backbone/")]
+    got = [
+        ("bert_backbone/" + v["path"], tuple(v["shape"]), v["dtype"], v["trainable"])
+        for v in doc["variables"]
+    ]
+    assert got == want
+    result = _cli("list", index, "--config", str(tmp_path / "missing.json"), code=3)
+    assert "missing.json" in result.output

@@ -173,13 +173,13 @@ def load_options(load: bool, custom_objects: list[str] | None, unsafe: bool) -> 
     return LoadOptions(tuple(custom_objects or ()), unsafe)
 
 
-def open_or_fail(path: str, load: Any = None) -> Any:
+def open_or_fail(path: str, load: Any = None, config: Any = None) -> Any:
     """open_model() with the file name put in front of any error message (bugs included)."""
     from varctl.errors import UnreadableModel
     from varctl.formats import open_model
 
     try:
-        return open_model(path, load=load)
+        return open_model(path, load=load, config=config)
     except UnreadableModel as e:
         raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
     except (VarctlError, KeyboardInterrupt, MemoryError, BrokenPipeError):

@@ -34,6 +34,7 @@ def run_each(
     selector: object | None = None,
     warnings: bool = True,
     load: object | None = None,
+    config: object | None = None,
 ) -> None:
     """Run `work` on every model and render the reports in argument order.
 
@@ -50,7 +51,7 @@ def run_each(
     opened: list[ModelInfo | VarctlError] = []
     for p in paths:
         try:
-            opened.append(open_or_fail(p, load))
+            opened.append(open_or_fail(p, load, config))
         except VarctlError as e:
             opened.append(e)
     infos = [i for i in opened if isinstance(i, ModelInfo)]

@@ -40,6 +40,15 @@ def list_(
     load: LoadOpt = False,
     custom_objects: CustomObjectsOpt = None,
     unsafe: UnsafeOpt = False,
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="For weights-only files: the model's architecture (config.json, model.to_json() "
+            "file, .keras, model folder or keras-hub preset) naming the variables and giving flags.",
+        ),
+    ] = None,
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
@@ -48,6 +57,15 @@ def list_(
 
     selector = Selector(tuple(pattern or ()), regex)
     loading = load_options(load, custom_objects, unsafe)
+    config = None
+    if config_file is not None:
+        from varctl.errors import UnreadableModel
+        from varctl.formats import _sandbox, hub_files
+
+        try:
+            config = _sandbox.call(hub_files.config_from, config_file, label=f"'{config_file}'")
+        except UnreadableModel as e:
+            raise type(e)(f"--config '{config_file}': {e.message}", hint=e.hint) from e
     make = views.layers_report if by_layer else views.list_report
     schema = views.LAYERS_SCHEMA if by_layer else views.LIST_SCHEMA
     run_each(
@@ -57,4 +75,5 @@ def list_(
         lambda info: (make(info, filter_trainable(selector.variables(info), trainable)), 0),
         selector=selector,
         load=loading,
+        config=config,
     )

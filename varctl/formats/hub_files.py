@@ -548,8 +548,11 @@ def config_from(path: str) -> Any:
     model folder or a keras-hub preset (its task when it has one)."""
     if os.path.isdir(path):
         return preset_config(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise UnreadableModel(f"cannot read it: {e.strerror or e}") from None
     if head.startswith(b"PK"):
         from varctl.formats.keras_zip import read_config
 
