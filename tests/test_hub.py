@@ -450,3 +450,31 @@ def test_list_config_option_names_a_sharded_weights_listing(hub_files, tmp_path)
     assert got == want
     result = _cli("list", index, "--config", str(tmp_path / "missing.json"), code=3)
     assert "missing.json" in result.output
+
+
+def test_unknown_keras_hub_class_keeps_names_shapes_flags_and_is_named(tmp_path):
+    """A family varctl has no table for (Phi-3): stored layer names, generic variable names,
+    the backbone's flag, and a warning naming the classes."""
+    keras.backend.clear_session()
+    backbone = keras_hub.models.Phi3Backbone(
+        vocabulary_size=40,
+        num_layers=1,
+        hidden_dim=8,
+        intermediate_dim=16,
+        num_query_heads=2,
+        num_key_value_heads=1,
+    )
+    task = keras_hub.models.Phi3CausalLM(backbone=backbone, preprocessor=None)
+    backbone.trainable = False
+    path = str(tmp_path / "phi3.keras")
+    task.save(path)
+    info = open_model(path)
+
+    def layer_part(rows_):
+        return sorted(
+            (p.rsplit("/", 1)[0] if "/vars/" not in p else p.split("/vars/")[0], s, d, t)
+            for p, s, d, t in rows_
+        )
+
+    assert layer_part(rows(info)) == layer_part(oracle(path))
+    assert any("phi3_decoder" in w and "not known" in w for w in info.warnings)

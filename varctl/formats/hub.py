@@ -231,9 +231,9 @@ class _Expander:
                     item_cls = child_cls or class_from_group(base) or base
                     self._attr_child(node, f"{member}/{item}", item_cls, item_group, flag)
                 continue
-            if child_cls is None:
+            if child_cls is None:  # for the "not known" warning: the unknown class it belongs to
                 node.known = False
-                child_cls = "?"
+                child_cls = f"{cls}.{member}" if table else cls
             self._attr_child(node, member, child_cls, sub, flag)
 
     def hub_layer(self, node: Node, group: h5py.Group) -> None:
