@@ -478,3 +478,23 @@ def test_unknown_keras_hub_class_keeps_names_shapes_flags_and_is_named(tmp_path)
 
     assert layer_part(rows(info)) == layer_part(oracle(path))
     assert any("phi3_decoder" in w and "not known" in w for w in info.warnings)
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+def test_backbone_inside_a_users_functional_model(tmp_path, frozen):
+    backbone = hub_zoo.build_backbone("gpt2")
+    inputs = {
+        "token_ids": keras.Input((None,), dtype="int32"),
+        "padding_mask": keras.Input((None,), dtype="int32"),
+    }
+    x = backbone(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x[:, 0, :]))
+    backbone.trainable = not frozen
+    path = str(tmp_path / "wrapped.keras")
+    model.save(path)
+    info = open_model(path)
+    assert rows(info) == oracle(path)
+    if frozen:
+        out = str(tmp_path / "thawed.keras")
+        _cli("unfreeze", path, "-p", "gpt2_backbone", "-o", out)
+        assert all(t for *_, t in oracle(out))
