@@ -23,9 +23,9 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "hub_bert_classifier"
 sys.dont_write_bytecode = True
 
-import numpy as np  # noqa: E402
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "good", "bad", "movie", "film", "is"]
 
@@ -45,7 +45,10 @@ def build() -> keras_hub.models.BertTextClassifier:
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
     task = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
     backbone.trainable = False  # the transfer-learning recipe: train the head only
-    task.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    task.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x = ["the movie is good", "a bad film", "a good film", "the film is bad"]
     y = np.array([1, 0, 1, 0])
     task.fit(x, y, batch_size=4, epochs=1, verbose=0)
@@ -58,8 +61,10 @@ def main() -> None:
         shutil.rmtree(OUT)
     task.save_to_preset(str(OUT))
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
-    print(f"wrote {OUT.relative_to(HERE.parent)} ({size:,} bytes): trainable variables "
-          f"{len(task.trainable_variables)} of {len(task.weights)}")
+    print(
+        f"wrote {OUT.relative_to(HERE.parent)} ({size:,} bytes): trainable variables "
+        f"{len(task.trainable_variables)} of {len(task.weights)}"
+    )
 
 
 if __name__ == "__main__":
