@@ -404,7 +404,7 @@ def test_freeze_a_model_folder_in_place_is_what_keras_loads(hub_files, tmp_path)
     shutil.copytree(hub_files / "folder", folder)
     _cli("unfreeze", str(folder), "-p", "bert_backbone", "--in-place")
     assert all(t for *_, t in oracle(str(folder)))
-    _cli("freeze", str(folder), "-p", "bert_backbone", "--in-place")
+    _cli("freeze", str(folder), "-p", "bert_backbone", "--in-place", "--verify")
     got = oracle(str(folder))
     assert [p for p, *_, t in got if t] == ["logits/kernel", "logits/bias"]
     assert rows(open_model(str(folder))) == got

@@ -510,18 +510,28 @@ def write_folder(src: str, dst: str, config: Any, *, check: Any = None) -> None:
     parent = os.path.dirname(os.path.realpath(dst)) or "."
     if same:
         fd, tmp = tempfile.mkstemp(prefix=".varctl-", suffix=".json", dir=parent)
+        view = None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             if check is not None:
-                check(src)  # the input is unchanged so far (the temp file is outside it)
+                # What the folder will be, for the check (--verify loads it): hard links to the
+                # unchanged files plus the new config, outside the input (its guard still holds).
+                view = tempfile.mkdtemp(prefix=".varctl-", dir=parent)
+                shutil.copytree(src, view, dirs_exist_ok=True, symlinks=True, copy_function=_link_or_copy)
+                os.unlink(os.path.join(view, name))
+                shutil.copyfile(tmp, os.path.join(view, name))
+                check(view)
             os.replace(tmp, os.path.join(src, name))
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        finally:
+            if view is not None:
+                shutil.rmtree(view, ignore_errors=True)
         return
     if os.path.lexists(dst):
         raise OutputError(f"'{dst}' exists: a model folder is written as a new folder (remove it first)")
@@ -580,3 +590,12 @@ def read_weights_with_config(path: str, source: str, config: Any, *, sharded: bo
         )
     note = "weights-only file read with the model's config: names and trainable flags come from the config"
     return ModelInfo(**{**info.__dict__, "warnings": (note, *info.warnings)})
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        import shutil
+
+        shutil.copy2(src, dst)
