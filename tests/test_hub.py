@@ -498,3 +498,12 @@ def test_backbone_inside_a_users_functional_model(tmp_path, frozen):
         out = str(tmp_path / "thawed.keras")
         _cli("unfreeze", path, "-p", "gpt2_backbone", "-o", out)
         assert all(t for *_, t in oracle(out))
+
+
+def test_verify_of_a_preset_edit_is_refused_clearly_and_writes_nothing(hub_files, tmp_path):
+    out = tmp_path / "v"
+    result = _cli(
+        "unfreeze", str(hub_files / "preset"), "-p", "bert_backbone", "-o", str(out), "--verify", code=2
+    )
+    assert "from_preset" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".varctl-*"))

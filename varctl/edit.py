@@ -677,6 +677,11 @@ def verify(plan: Plan, path: str, shown_as: str | None = None) -> str:
     """
     import warnings
 
+    if plan.before.format == "preset":
+        raise UsageError(
+            "--verify loads .keras files and model folders with keras.saving.load_model; a keras-hub "
+            "preset loads with from_preset: edit without --verify and check it with `varctl list`"
+        )
     try:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import keras
