@@ -86,6 +86,7 @@ BACKBONES = {
 # task name -> (backbone, task builder taking the backbone)
 TASKS = {
     "bert_classifier": ("bert", lambda b: M.BertTextClassifier(backbone=b, num_classes=3, preprocessor=None)),
+    "bert_masked_lm": ("bert", lambda b: M.BertMaskedLM(backbone=b, preprocessor=None)),
     "gpt2_causal_lm": ("gpt2", lambda b: M.GPT2CausalLM(backbone=b, preprocessor=None)),
     "gemma_causal_lm": ("gemma", lambda b: M.GemmaCausalLM(backbone=b, preprocessor=None)),
     "distil_bert_classifier": (

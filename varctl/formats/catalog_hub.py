@@ -191,6 +191,15 @@ HUB_LAYERS: dict[str, HubClass] = {
         ),
     ),
     "MLP": HubClass((), (("dense_1", "Dense"), ("dense_2", "Dense"), ("dropout", "Dropout"))),
+    # Masked-LM heads (BertMaskedLM, ...): token_embedding is the backbone's (saved there)
+    "MaskedLMHead": HubClass(
+        ("output_bias",),
+        (
+            ("token_embedding", "ReversibleEmbedding"),
+            ("_intermediate_dense", "Dense"),
+            ("_intermediate_layer_norm", "LayerNormalization"),
+        ),
+    ),
 }
 
 # Keras built-ins found inside keras-hub models, without a config of their own: which variables
@@ -313,6 +322,8 @@ _TASK_ORDER = (
     "images",
     "input_layer#",
     "backbone",
+    "mask_positions",
+    "mlm_head",
     "pooler",
     "pooled_dense",
     "classifier_dropout",
