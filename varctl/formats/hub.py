@@ -14,6 +14,7 @@ from typing import Any
 
 import h5py
 
+from varctl.errors import UnsafeFile
 from varctl.formats import _h5safe
 from varctl.formats.catalog import LayerSpec, class_and_config
 from varctl.formats.catalog import spec_for as keras_spec_for
@@ -199,6 +200,8 @@ class _Expander:
 
     def sublayers(self, node: Node, group: h5py.Group, flag: bool) -> None:
         """`node`'s sublayers, from its group's members, each with the flag `flag`."""
+        if node.depth > _h5safe.MAX_DEPTH:
+            raise UnsafeFile("HDF5 groups nested too deeply (refused)")
         cls = node.class_name
         hub = HUB_LAYERS.get(cls)
         members = _h5safe.member_names(group, self.budget)
