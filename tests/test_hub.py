@@ -483,10 +483,7 @@ def test_unknown_keras_hub_class_keeps_names_shapes_flags_and_is_named(tmp_path)
 @pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
 def test_backbone_inside_a_users_functional_model(tmp_path, frozen):
     backbone = hub_zoo.build_backbone("gpt2")
-    inputs = {
-        "token_ids": keras.Input((None,), dtype="int32"),
-        "padding_mask": keras.Input((None,), dtype="int32"),
-    }
+    inputs = {n: keras.Input((None,), dtype="int32", name=n) for n in ("token_ids", "padding_mask")}
     x = backbone(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x[:, 0, :]))
     backbone.trainable = not frozen
