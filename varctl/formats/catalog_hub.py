@@ -368,13 +368,12 @@ def layer_order_key(model_class: str, is_backbone: bool) -> Callable[[str, str],
     return _text_key
 
 
-# snake_case(class) of every class a keras-hub model's `layers` list may hold.
 def class_from_group(base: str, extra: dict[str, str] | None = None) -> str | None:
-
-    table = _snake_table()
+    """The class whose snake_case is the weights group name `base` (Keras layers, keras-hub layers,
+    and `extra`: e.g. the task's backbone class), or None."""
     if extra and base in extra:
         return extra[base]
-    return table.get(base)
+    return _snake_table().get(base)
 
 
 _SNAKE: dict[str, str] = {}
