@@ -185,8 +185,8 @@ def test_a_weights_file_is_recognised_by_its_layout_not_its_name(tmp_path):
     info = open_model(str(tmp_path / "weights.h5"))
     assert info.format == "weights"
     assert [(v.path, v.shape, v.dtype, v.trainable) for v in info.variables] == [
-        ("layers/dense/vars/0", (4, 2), "float32", None),
-        ("layers/dense/vars/1", (2,), "float16", None),
+        ("dense/kernel", (4, 2), "float32", None),  # real names: the layer's, its class's
+        ("dense/bias", (2,), "float16", None),
     ]
 
 

@@ -81,9 +81,11 @@ def _edit(
         out.message("note", note)
     render([views.plan_report(plan, action=action, output=None if dry_run else target, dry_run=dry_run)], fmt)
     if not dry_run:
-        out.message(
-            "info", f"wrote {target}" if plan.changes or target != model else f"{target}: nothing to change"
-        )
+        if plan.changes:
+            out.message("info", f"wrote {target}")
+        else:  # never claim a change that was not made
+            same = f"; {target} is an unchanged copy" if target != model else ""
+            out.message("info", f"nothing to change{same}")
     for line in verified:
         out.message("info", line)
 
