@@ -59,16 +59,11 @@ def read(path: str, source: str) -> Parsed:
                 "no trainable flags; list the saved model (.keras) for those"
             )
             keras_version = _h5safe.str_attr(h5, KERAS_VERSION)
-        else:
-            walker = _Walker()
-            walker.walk(h5, "")
-            variables, layers = walker.variables, walker.layers
-            note = (
-                "weights-only file: variable names (kernel, bias, ...) and trainable flags are not stored "
-                "in it, only HDF5 paths, shapes and dtypes; list the saved model (.keras) for names, or "
-                "load these weights into the model (model.load_weights) and save that"
-            )
-            keras_version = None
+        else:  # Keras 3 layout: real layer names from the file, variable names from their class
+            from varctl.formats import _manifest, hub_files
+
+            weights = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
+            return Parsed(hub_files.weights_listing(weights, source, "weights"), path)
     name = source.rstrip("/").rsplit("/", 1)[-1]
     info = ModelInfo(
         source=source,
