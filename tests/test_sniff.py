@@ -161,8 +161,9 @@ def test_unsupported_input_is_named_and_exits_3(tmp_path, build, phrase):
 def test_the_hint_says_what_varctl_reads(tmp_path):
     result = runner.invoke(app, ["list", str(gguf(tmp_path))], env=ENV)
     assert result.stderr.splitlines()[1] == (
-        "varctl: hint: varctl reads Keras .keras archives, legacy Keras .h5 models, weights-only "
-        ".weights.h5 files, TensorFlow SavedModel directories and TensorFlow checkpoints"
+        "varctl: hint: varctl reads Keras .keras archives and model folders, keras-hub presets, legacy "
+        "Keras .h5 models, weights-only .weights.h5 files (sharded too), keras-hub .lora.h5 files, "
+        "TensorFlow SavedModel directories and TensorFlow checkpoints"
     )
 
 
