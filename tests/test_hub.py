@@ -504,3 +504,48 @@ def test_verify_of_a_preset_edit_is_refused_clearly_and_writes_nothing(hub_files
     )
     assert "from_preset" in result.output
     assert not out.exists() and not list(tmp_path.glob(".varctl-*"))
+
+
+# -- the format protocol (read once, interpret without the file) ----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["folder", "preset"])
+def test_interpret_of_an_edited_folder_config_is_what_keras_hub_loads(hub_files, tmp_path, kind):
+    """formats.interpret() re-plans on the manifest read once: with the backbone's flag flipped in
+    the config it gives what Keras loads from the edited folder, without reading it again."""
+    import copy
+    import shutil
+
+    from varctl import formats
+
+    parsed = formats.read_model(str(hub_files / kind), for_edit=True)
+    assert rows(formats.interpret(parsed, parsed.config)) == rows(parsed.info)
+    config = copy.deepcopy(parsed.config)
+    config["config"]["backbone"]["config"]["trainable"] = True
+    predicted = rows(formats.interpret(parsed, config))
+    assert all(t for *_, t in predicted)
+    edited = tmp_path / kind
+    shutil.copytree(hub_files / kind, edited)
+    (edited / ("task.json" if kind == "preset" else "config.json")).write_text(json.dumps(config))
+    if kind == "folder":
+        assert predicted == oracle(str(edited))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert predicted == oracle_of(keras_hub.models.BertTextClassifier.from_preset(str(edited)))
+
+
+def test_config_option_is_refused_where_the_input_holds_its_architecture(hub_dir, hub_files):
+    config = str(hub_files / "folder" / "config.json")
+    result = _cli("list", str(hub_dir / "bert_classifier_frozen.keras"), "--config", config, code=2)
+    assert "--config" in result.output and ".keras archive" in result.output
+    index = str(hub_files / "shards" / "bb.weights.json")
+    assert "html" in _cli("list", index, "--config", config, "-f", "html", code=2).output
+    assert "--load" in _cli("list", index, "--config", config, "--load", code=2).output
+
+
+def test_lora_and_sharded_inputs_are_read_only(hub_files, tmp_path):
+    index = str(hub_files / "shards" / "bb.weights.json")
+    result = _cli("freeze", index, "--all", "-o", str(tmp_path / "x"), code=3)
+    assert "sharded weights" in result.output and "load_weights" in result.output
+    assert not (tmp_path / "x").exists()

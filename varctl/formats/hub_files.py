@@ -113,7 +113,9 @@ def _merge(dst: _manifest.Group, src: _manifest.Group, where: str, depth: int = 
         elif isinstance(have, _manifest.Group) and isinstance(obj, _manifest.Group):
             _merge(have, obj, where, depth + 1)
         elif isinstance(have, _manifest.Dataset) and isinstance(obj, _manifest.Dataset):
-            raise UnsafeFile(f"'{where}' holds '{obj.name}' that another file also holds (refused: ambiguous)")
+            raise UnsafeFile(
+                f"'{where}' holds '{obj.name}' that another file also holds (refused: ambiguous)"
+            )
         else:
             raise UnreadableModel(f"'{where}': '{name}' is a group in one file and a dataset in another")
 
