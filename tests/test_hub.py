@@ -542,6 +542,8 @@ def test_config_option_is_refused_where_the_input_holds_its_architecture(hub_dir
     index = str(hub_files / "shards" / "bb.weights.json")
     assert "html" in _cli("list", index, "--config", config, "-f", "html", code=2).output
     assert "--load" in _cli("list", index, "--config", config, "--load", code=2).output
+    # --load hands .keras and .h5 files to Keras; a preset loads with from_preset
+    assert "keras-hub preset" in _cli("list", SAMPLE, "--load", code=2).output
 
 
 def test_lora_and_sharded_inputs_are_read_only(hub_files, tmp_path):

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 EDITABLE = (ModelFormat.KERAS, ModelFormat.H5, ModelFormat.FOLDER, ModelFormat.PRESET)
+LOADABLE = (ModelFormat.KERAS, ModelFormat.H5)  # what --load hands to Keras (formats/loaded.py)
 # `--config FILE` (the model's architecture) names the variables of these (weights only)
 TAKES_CONFIG = ("weights", "sharded", "folder", "preset")
 
@@ -85,7 +86,7 @@ def read_model(
         raise UsageError("give either --load or --config, not both")
     if load is not None:
         kind, target = _sandbox.call(identify, path)
-        if kind not in EDITABLE:
+        if kind not in LOADABLE:
             raise UsageError(
                 f"--load loads .keras and .h5 models; '{path}' is {DESCRIPTION[kind]}",
                 hint="list it without --load",
