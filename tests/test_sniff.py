@@ -161,8 +161,9 @@ def test_unsupported_input_is_named_and_exits_3(tmp_path, build, phrase):
 def test_the_hint_says_what_varctl_reads(tmp_path):
     result = runner.invoke(app, ["list", str(gguf(tmp_path))], env=ENV)
     assert result.stderr.splitlines()[1] == (
-        "varctl: hint: varctl reads Keras .keras archives, legacy Keras .h5 models, weights-only "
-        ".weights.h5 files, TensorFlow SavedModel directories and TensorFlow checkpoints"
+        "varctl: hint: varctl reads Keras .keras archives and model folders, keras-hub presets, legacy "
+        "Keras .h5 models, weights-only .weights.h5 files (sharded too), keras-hub .lora.h5 files, "
+        "TensorFlow SavedModel directories and TensorFlow checkpoints"
     )
 
 
@@ -185,8 +186,8 @@ def test_a_weights_file_is_recognised_by_its_layout_not_its_name(tmp_path):
     info = open_model(str(tmp_path / "weights.h5"))
     assert info.format == "weights"
     assert [(v.path, v.shape, v.dtype, v.trainable) for v in info.variables] == [
-        ("layers/dense/vars/0", (4, 2), "float32", None),
-        ("layers/dense/vars/1", (2,), "float16", None),
+        ("dense/kernel", (4, 2), "float32", None),  # real names: the layer's, its class's
+        ("dense/bias", (2,), "float16", None),
     ]
 
 

@@ -289,6 +289,10 @@ def apply(plan: Plan, dst: str, *, check: Callable[[str], None] | None = None) -
         check: called with the finished temp file before the rename (e.g. `verify_plan`);
             raising leaves `dst` untouched.
     """
+    module = formats.editor(plan.parsed)
+    if getattr(module, "WRITES_FOLDER", False):  # model folders, presets: the format writes it whole
+        module.write_folder(plan.parsed, plan.rewrite(), dst, check=check)
+        return
     with safe_write.atomic_output(dst, like=plan.parsed.target, check=check) as tmp:
         formats.write(plan.parsed, plan.rewrite(), tmp)
 

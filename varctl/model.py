@@ -37,6 +37,10 @@ class ModelFormat(_Word):
     WEIGHTS = "weights"  # a weights-only file
     SAVEDMODEL = "savedmodel"  # a TensorFlow SavedModel
     CHECKPOINT = "checkpoint"  # a TensorFlow checkpoint
+    FOLDER = "folder"  # a model folder: model.save(dir, zipped=False)
+    PRESET = "preset"  # a keras-hub preset folder (save_to_preset)
+    SHARDED = "sharded"  # sharded weights: *.weights.json + shards
+    LORA = "lora"  # keras-hub LoRA adapter weights (.lora.h5)
 
 
 class Cause(_Word):
@@ -159,6 +163,7 @@ class ModelInfo:
     variables: tuple[Variable, ...]
     warnings: tuple[str, ...] = field(default=())
     risks: tuple[Risk, ...] = field(default=())  # Lambda layers, custom classes (config formats only)
+    details: tuple[str, ...] = field(default=())  # header facts (keras-hub preset, tokenizer, ...)
 
     def totals(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, int]:
         vs = self.variables if variables is None else variables

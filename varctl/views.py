@@ -80,7 +80,8 @@ PLAN_COLUMNS = [
 
 def title(info: ModelInfo) -> str:
     version = f"Keras {info.keras_version}" if info.keras_version else "Keras version unknown"
-    return f"{info.source} · {info.format} · {version} · {info.class_name} `{info.name}`"
+    extra = "".join(f" · {d}" for d in info.details)
+    return f"{info.source} · {info.format} · {version} · {info.class_name} `{info.name}`{extra}"
 
 
 def summary(totals: dict[str, int]) -> list[str]:

@@ -124,6 +124,16 @@ CustomObjectsOpt = Annotated[
         "Repeatable.",
     ),
 ]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="For weights-only files and sharded weights: the model's architecture (config.json, "
+        "model.to_json() file, .keras, model folder or keras-hub preset) naming the variables and "
+        "giving their flags.",
+    ),
+]
 UnsafeOpt = Annotated[
     bool,
     typer.Option(
@@ -254,12 +264,24 @@ def load_options(load: bool, custom_objects: list[str] | None, unsafe: bool) -> 
     return LoadOptions(tuple(custom_objects or ()), unsafe)
 
 
-def open_or_fail(path: str, load: Any = None) -> ModelInfo:
+def config_option(config_file: str | None) -> Any:
+    """--config FILE: the architecture it holds (read in the sandbox), or None."""
+    if config_file is None:
+        return None
+    from varctl.formats import _sandbox, hub_files
+
+    try:
+        return _sandbox.call(hub_files.config_from, config_file, label=f"'{config_file}'")
+    except UnreadableModel as e:
+        raise type(e)(f"--config '{config_file}': {e.message}", hint=e.hint) from e
+
+
+def open_or_fail(path: str, load: Any = None, config: Any = None) -> ModelInfo:
     """open_model() with the file name put in front of any error message (bugs included)."""
     from varctl.formats import open_model
 
     try:
-        return open_model(path, load=load)
+        return open_model(path, load=load, config=config)
     except UnreadableModel as e:
         raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
     except (VarctlError, KeyboardInterrupt, MemoryError, BrokenPipeError):
@@ -280,6 +302,7 @@ def run_each(
     selector: object | None = None,
     warnings: bool = True,
     load: object | None = None,
+    config: object | None = None,
     after: Callable[[list[tuple[str, int]]], None] | None = None,
 ) -> None:
     """Run `work` on every model and render the reports in argument order; exit with the worst code.
@@ -298,7 +321,7 @@ def run_each(
     with out.many_files(len(paths), "reading") as tick:
         for p in paths:
             try:
-                opened.append(open_or_fail(p, load))
+                opened.append(open_or_fail(p, load, config))
             except VarctlError as e:
                 opened.append(e)
             tick()

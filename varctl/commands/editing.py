@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 from varctl import out
@@ -46,7 +47,7 @@ def _edit(
     fmt: Format,
 ) -> None:
     """The shared core of freeze and unfreeze: read once, plan, write (unless --dry-run)."""
-    from varctl import edit, safe_write, views
+    from varctl import edit, formats, safe_write, views
     from varctl.errors import UsageError
     from varctl.render import render
 
@@ -63,11 +64,14 @@ def _edit(
         keep_batchnorm_frozen=keep_batchnorm_frozen, optimizer_state=optimizer_state,
     )  # fmt: skip
     target = model if in_place else output
-    if target and not dry_run:
+    folder_input = os.path.isdir(model)  # a model folder or keras-hub preset: written as a folder
+    if target and not dry_run and not folder_input:
         safe_write.check_target(target)  # a device, FIFO or directory: refused before any work
     verified: list[str] = []
     with contextlib.nullcontext() if dry_run else safe_write.locked(model) as guard:
         plan = edit.plan(_read_for_edit(model), request)
+        if verify and not dry_run:  # refused before any write (a preset is not loaded by load_model)
+            getattr(formats.editor(plan.parsed), "check_verify", lambda parsed: None)(plan.parsed)
         if guard is not None and target:
             held = guard
 
@@ -81,9 +85,11 @@ def _edit(
         out.message("note", note)
     render([views.plan_report(plan, action=action, output=None if dry_run else target, dry_run=dry_run)], fmt)
     if not dry_run:
-        out.message(
-            "info", f"wrote {target}" if plan.changes or target != model else f"{target}: nothing to change"
-        )
+        if plan.changes:
+            out.message("info", f"wrote {target}")
+        else:  # never claim a change that was not made
+            same = f"; {target} is an unchanged copy" if target != model else ""
+            out.message("info", f"nothing to change{same}")
     for line in verified:
         out.message("info", line)
 

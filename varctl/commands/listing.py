@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from varctl.commands._options import (
+    ConfigOpt,
     CustomObjectsOpt,
     LoadOpt,
     PathsArg,
     PatternOpt,
     RegexOpt,
     UnsafeOpt,
+    config_option,
     handle_errors,
     load_options,
     run_each,
@@ -49,6 +51,7 @@ def list_(
     load: LoadOpt = False,
     custom_objects: CustomObjectsOpt = None,
     unsafe: UnsafeOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
@@ -56,7 +59,12 @@ def list_(
 
     selector = Selector(tuple(pattern or ()), regex)
     loading = load_options(load, custom_objects, unsafe)
+    config = config_option(config_file)
     if fmt is ListFormat.html:  # one page for every model: varctl/commands/view.py
+        if config is not None:
+            from varctl.errors import UsageError
+
+            raise UsageError("--config is not supported with -f html yet", hint="use -f table or -f json")
         from varctl.commands.view import list_html
 
         return list_html(models, selector, trainable, loading)
@@ -69,4 +77,5 @@ def list_(
         lambda info: (make(info, filter_trainable(selector.variables(info), trainable)), 0),
         selector=selector,
         load=loading,
+        config=config,
     )

@@ -5,7 +5,11 @@ hand it to its format module, each of which speaks the same small protocol:
 - `interpret(config, manifest, source) -> ModelInfo`: pure, for config formats (.keras, .h5): the
   editor re-runs it on an edited config instead of reading the file again;
 - `open_values(path)`: the HDF5 group the variables' `storage` paths start from (value commands);
-- `write(parsed, rewrite, tmp)`: for editable formats (.keras, .h5).
+- `write(parsed, rewrite, tmp)`: for editable formats (.keras, .h5); model folders and keras-hub
+  presets (formats/folder.py) write their whole output folder (`write_folder`).
+
+Read-only formats besides: weights-only files, sharded weights (formats/sharded.py), keras-hub
+LoRA adapters (formats/lora.py), SavedModels, checkpoints.
 
 `--load` (LoadOptions) sends .keras and .h5 models to `loaded` (Keras itself) instead.
 """
@@ -43,15 +47,20 @@ __all__ = [
     "write",
 ]
 
-EDITABLE = (ModelFormat.KERAS, ModelFormat.H5)
+EDITABLE = (ModelFormat.KERAS, ModelFormat.H5, ModelFormat.FOLDER, ModelFormat.PRESET)
+LOADABLE = (ModelFormat.KERAS, ModelFormat.H5)  # what --load hands to Keras (formats/loaded.py)
+# `--config FILE` (the model's architecture) names the variables of these (weights only)
+TAKES_CONFIG = ("weights", "sharded", "folder", "preset")
 
 
-def open_model(path: str, *, load: LoadOptions | None = None) -> ModelInfo:
+def open_model(path: str, *, load: LoadOptions | None = None, config: Any = None) -> ModelInfo:
     """Read a saved model's variables (read_model(path).info)."""
-    return read_model(path, load=load).info
+    return read_model(path, load=load, config=config).info
 
 
-def read_model(path: str, *, load: LoadOptions | None = None, for_edit: bool = False) -> Parsed:
+def read_model(
+    path: str, *, load: LoadOptions | None = None, for_edit: bool = False, config: Any = None
+) -> Parsed:
     """Read a saved model once.
 
     Args:
@@ -59,6 +68,8 @@ def read_model(path: str, *, load: LoadOptions | None = None, for_edit: bool = F
         load: load .keras/.h5 models with Keras (exact names for custom layers) instead of reading
             them statically; TensorFlow is imported only then, and for SavedModels and checkpoints.
         for_edit: keep the raw config and manifest (and scan the optimizer slots) for an editor.
+        config: the model's architecture (`list --config FILE`) for a weights-only file or sharded
+            weights (names and flags as in the full model), or instead of a folder's own.
 
     Returns:
         Parsed, whose ModelInfo has every saved variable, in Keras's save order where the format
@@ -71,9 +82,11 @@ def read_model(path: str, *, load: LoadOptions | None = None, for_edit: bool = F
     from varctl.formats import _sandbox
 
     _preload()
+    if load is not None and config is not None:
+        raise UsageError("give either --load or --config, not both")
     if load is not None:
         kind, target = _sandbox.call(identify, path)
-        if kind not in EDITABLE:
+        if kind not in LOADABLE:
             raise UsageError(
                 f"--load loads .keras and .h5 models; '{path}' is {DESCRIPTION[kind]}",
                 hint="list it without --load",
@@ -84,10 +97,12 @@ def read_model(path: str, *, load: LoadOptions | None = None, for_edit: bool = F
     # The HDF5 C library parses the file in a child process: a crash or a hang there is one
     # clean error here. TensorFlow formats are only identified there and read here (TF is never
     # forked into).
-    found = _sandbox.call(_read_static, path, for_edit)
+    found = _sandbox.call(_read_static, path, for_edit, config)
     if isinstance(found, Parsed):
         return found
     kind, target = found
+    if config is not None:
+        _no_config(kind)
     if kind == "savedmodel":
         from varctl.formats import savedmodel
 
@@ -139,10 +154,24 @@ def open_values(info: ModelInfo) -> Iterator[h5py.Group]:
 
 
 def _module(fmt: ModelFormat) -> Any:
-    from varctl.formats import keras_zip, legacy_h5, weights_h5
+    from varctl.formats import folder, keras_zip, legacy_h5, weights_h5
 
-    modules = {ModelFormat.KERAS: keras_zip, ModelFormat.H5: legacy_h5, ModelFormat.WEIGHTS: weights_h5}
+    modules = {
+        ModelFormat.KERAS: keras_zip,
+        ModelFormat.H5: legacy_h5,
+        ModelFormat.WEIGHTS: weights_h5,
+        ModelFormat.FOLDER: folder,
+        ModelFormat.PRESET: folder,
+    }
     return modules[fmt]
+
+
+def _no_config(kind: str) -> None:
+    raise UsageError(
+        f"--config names the variables of weights-only files, sharded weights and model folders; "
+        f"this is {DESCRIPTION.get(kind, kind)}, which holds its own architecture",
+        hint="list it without --config",
+    )
 
 
 def _preload() -> None:
@@ -151,14 +180,23 @@ def _preload() -> None:
 
     for codec in ("cp437", "ascii"):  # zipfile (member names) and h5py (ASCII attributes) use them
         codecs.lookup(codec)  # imported on first use: here, not in every sandboxed child
-    from varctl.formats import checkpoint, keras_zip, legacy_h5, savedmodel, weights_h5  # noqa: F401
+    from varctl.formats import (  # noqa: F401
+        checkpoint,
+        folder,
+        keras_zip,
+        legacy_h5,
+        lora,
+        savedmodel,
+        sharded,
+        weights_h5,
+    )
 
 
-def _read_static(path: str, for_edit: bool) -> Parsed | tuple[str, str]:
+def _read_static(path: str, for_edit: bool, config: Any = None) -> Parsed | tuple[str, str]:
     """Runs in the sandbox: the Parsed of a static format, or (kind, target) for TensorFlow's."""
     try:
         with _open_regular(path) as fileobj:
-            return _read_static_unguarded(path, fileobj, for_edit)
+            return _read_static_unguarded(path, fileobj, for_edit, config)
     except RecursionError:  # groups or configs nested thousands deep: not a model, a trap
         from varctl.errors import UnsafeFile
 
@@ -180,8 +218,12 @@ def _open_regular(path: str) -> Iterator[IO[bytes] | None]:
             f.close()
 
 
-def _read_static_unguarded(path: str, fileobj: IO[bytes] | None, for_edit: bool) -> Parsed | tuple[str, str]:
+def _read_static_unguarded(
+    path: str, fileobj: IO[bytes] | None, for_edit: bool, config: Any = None
+) -> Parsed | tuple[str, str]:
     kind, target = identify(path, fileobj)
+    if config is not None and kind not in TAKES_CONFIG:
+        _no_config(kind)
     if kind == "keras":
         from varctl.formats import keras_zip
 
@@ -191,9 +233,25 @@ def _read_static_unguarded(path: str, fileobj: IO[bytes] | None, for_edit: bool)
 
         return legacy_h5.read(target, path, for_edit)
     if kind == "weights":
-        from varctl.formats import weights_h5
+        from varctl.formats import hub_files, weights_h5
 
+        if config is not None:
+            if weights_h5.classify(target) != "weights":
+                raise UsageError("--config names the variables of Keras 3 weights files (.weights.h5)")
+            return Parsed(hub_files.read_weights_with_config(target, path, config, fmt="weights"), target)
         return weights_h5.read(target, path)
+    if kind in ("folder", "preset"):
+        from varctl.formats import folder
+
+        return folder.read(target, path, for_edit, config)
+    if kind == "sharded":
+        from varctl.formats import sharded
+
+        return sharded.read(target, path, config)
+    if kind == "lora":
+        from varctl.formats import lora
+
+        return lora.read(target, path)
     return kind, target
 
 
@@ -212,9 +270,12 @@ def require_editable(info: ModelInfo) -> None:
         "(tf.train.Checkpoint(model=model).restore(...)), model.save('model.keras'), and edit that",
         "weights": "a weights-only file has no layer flags: model.load_weights(...) into the model, "
         "model.save('model.keras'), and edit that",
+        "sharded": "sharded weights have no layer flags: model.load_weights(...) into the model, "
+        "model.save('model.keras'), and edit that",
+        "lora": "LoRA adapters have no layer flags: backbone.load_lora_weights(...) and save the model",
     }
     raise UnsupportedFormat(
         f"'{info.source}' is {DESCRIPTION.get(info.format, info.format)}, which varctl can list but "
-        "not edit: freeze/unfreeze change .keras and .h5 models",
+        "not edit: freeze/unfreeze change .keras and .h5 models, model folders and keras-hub presets",
         hint=hints.get(info.format),
     )

@@ -47,17 +47,23 @@ def scan(
     """The metadata below `group` (members in `skip` left out), every member checked by _h5safe."""
     if depth > _h5safe.MAX_DEPTH:
         raise UnsafeFile("HDF5 groups nested too deeply (refused)")
-    is_vars = group.name.rsplit("/", 1)[-1] == "vars"
-    out = Group(group.name, _h5safe.str_attr(group, "name") if is_vars else None)
+    where = _text(group.name)
+    is_vars = where.rsplit("/", 1)[-1] == "vars"
+    out = Group(where, _h5safe.str_attr(group, "name") if is_vars else None)
     for name in _h5safe.member_names(group, budget):
         if name in skip:
             continue
         obj = _h5safe.get_member(group, name)
         if isinstance(obj, h5py.Dataset):
-            out.members[name] = Dataset(obj.name, *_h5safe.dataset_meta(obj))
+            out.members[name] = Dataset(_text(obj.name), *_h5safe.dataset_meta(obj))
         elif isinstance(obj, h5py.Group):
             out.members[name] = scan(obj, budget, frozenset(), depth + 1)
     return out
+
+
+def _text(name: str | bytes) -> str:
+    """h5py gives a path with bytes that are not UTF-8 as bytes: kept, as lone surrogates."""
+    return name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
 
 
 def member_names(group: Group) -> list[str]:

@@ -9,6 +9,10 @@ opens, or, for what varctl does not read, what it looks like (ONNX, PyTorch, Saf
 | savedmodel | a directory with saved_model.pb (or the .pb itself)        | savedmodel    |
 | checkpoint | a tensor-bundle index (magic number at its end), its data  | checkpoint    |
 |            | files, the prefix, a `checkpoint` state file or its folder |               |
+| folder     | a directory with config.json + model.weights.h5 (or .json) | folder        |
+| preset     | the same + metadata.json naming keras_hub_version          | folder        |
+| sharded    | a JSON index whose `weight_map` names `.h5` shards         | sharded       |
+| lora       | HDF5 whose root holds only `lora` (keras-hub adapters)     | lora          |
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
 
 SUPPORTED = (
-    "Keras .keras archives, legacy Keras .h5 models, weights-only .weights.h5 files, "
+    "Keras .keras archives and model folders, keras-hub presets, legacy Keras .h5 models, "
+    "weights-only .weights.h5 files (sharded too), keras-hub .lora.h5 files, "
     "TensorFlow SavedModel directories and TensorFlow checkpoints"
 )
 _HINT = f"varctl reads {SUPPORTED}"
@@ -38,6 +43,10 @@ DESCRIPTION = {
     "weights": "a weights-only file",
     "savedmodel": "a TensorFlow SavedModel",
     "checkpoint": "a TensorFlow checkpoint",
+    "folder": "a Keras model folder",
+    "preset": "a keras-hub preset folder",
+    "sharded": "sharded weights (an index and its shards)",
+    "lora": "keras-hub LoRA adapter weights",
 }
 
 
@@ -98,6 +107,10 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:
         prefix = checkpoint.prefix_in_directory(path)
         if prefix is not None:
             return "checkpoint", prefix
+        from varctl.formats import folder
+
+        if folder.is_model_folder(path):
+            return ("preset" if folder.is_preset(path) else "folder"), path
         raise UnreadableModel("is a directory, not a model file (nor a SavedModel or checkpoint directory)")
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableModel("not a regular file (FIFO, device or socket)")
@@ -114,6 +127,10 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:
             return "h5", path
         if h5kind in ("weights", "legacy_weights"):
             return "weights", path
+        from varctl.formats import lora
+
+        if lora.is_lora(path):
+            return "lora", path
         raise UnsupportedFormat(
             "HDF5 file without 'model_config': not a saved Keras model, nor a Keras weights file",
             hint=_HINT,
@@ -121,6 +138,11 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:
     prefix = checkpoint.prefix_of(path)
     if prefix is not None:
         return "checkpoint", prefix
+    if _head(path, fileobj).lstrip()[:1] == b"{":
+        from varctl.formats import hub_files
+
+        if hub_files.is_weights_index(hub_files.read_json(path)):
+            return "sharded", path
     if checkpoint.is_index(path):
         raise UnreadableModel(
             "looks like a TensorFlow checkpoint index, but TensorFlow needs it named PREFIX.index",

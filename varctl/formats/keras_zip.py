@@ -32,7 +32,7 @@ import h5py
 
 from varctl import safe_write
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat
-from varctl.formats import _h5safe, _manifest, slot_inference
+from varctl.formats import _h5safe, _manifest, hub, slot_inference
 from varctl.formats._layout import (
     CONFIG_MEMBER,
     METADATA_MEMBER,
@@ -238,7 +238,7 @@ def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: boo
         with open_weights(raw, zf, _weights_member(members)) as h5:
             scanned = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
             manifest = Manifest(scanned, keras_version)
-            _Walker(tree).walk(tree.root, scanned, "")
+            walk(tree, config, scanned)
             if for_edit or any(not n.known and n.variables for n in tree.root.walk()):
                 manifest.slots = _optimizer_meta(h5)
     info = _finish(tree, config, manifest, source)
@@ -248,8 +248,15 @@ def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: boo
 def interpret(config: Any, manifest: Manifest, source: str) -> ModelInfo:
     """The ModelInfo of `config` over the scanned weights (pure: the file is not read)."""
     tree = Tree(config, manifest.keras_version)
-    _Walker(tree).walk(tree.root, manifest.weights, "")
+    walk(tree, config, manifest.weights)
     return _finish(tree, config, manifest, source)
+
+
+def walk(tree: Tree, config: Any, weights: _manifest.Group) -> None:
+    """Attach the scanned weights to `tree` (keras-hub models get their layers from them first)."""
+    hub_models = hub.expand(tree, config, weights)
+    _Walker(tree).walk(tree.root, weights, "")
+    hub.reorder(tree, hub_models)
 
 
 def _finish(tree: Tree, config: Any, manifest: Manifest, source: str) -> ModelInfo:
@@ -290,7 +297,7 @@ class _Walker:
             else:
                 self.walk(child, sub, f"{prefix}{attr}/", self._rename_from_file(child, sub))
         for attr, child in node.attr_children.items():
-            if attr not in names and child.spec is not None and child.spec.variables:
+            if attr.split("/")[0] not in names and child.spec is not None and child.spec.variables:
                 self.tree.warnings.append(
                     f"layer `{child.path}` has no variables in the weights file (expected "
                     f"{', '.join(v.name for v in child.spec.variables)})"
@@ -398,6 +405,9 @@ class _Walker:
 
     def _unexpected(self, node: Node, attr: str, group: _manifest.Group, prefix: str) -> None:
         """Groups the config and catalog do not describe: list their variables generically."""
+        if (known := node.attr_children.get(attr)) is not None:  # e.g. a keras-hub list attribute
+            self.walk(known, group, prefix, self._rename_from_file(known, group))
+            return
         if prefix.count("/") > _h5safe.MAX_DEPTH:
             raise UnsafeFile("HDF5 groups nested too deeply (refused)")
         if _manifest.get_group(group, "vars") is not None:

@@ -152,6 +152,9 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
         UsageError: a --custom-objects module is missing or fails to import.
     """
     keras = import_keras("--load")
+    from varctl.formats.hub_files import require_keras_hub
+
+    require_keras_hub(path, kind)  # keras-hub classes: import keras_hub (or say to install it)
     custom = import_custom_objects(options.custom_objects)
     model, notes = _load(keras, path, options, custom)
     paths, owners, layers = _hierarchy(model)

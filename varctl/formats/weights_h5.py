@@ -1,8 +1,9 @@
 """Reader for weights-only HDF5 files (`model.save_weights("m.weights.h5")`): no architecture inside.
 
-Without the model's config, Keras 3 files (`layers/<group>/vars/<i>`) give HDF5 paths, shapes and
-dtypes but no variable names, and the order Keras saved them in cannot be rebuilt exactly (groups
-are listed in natural order: `dense_2` before `dense_10`). Legacy weights files (Keras 2's
+Without the model's config, Keras 3 files (`layers/<group>/vars/<i>`) give layer names (each `vars`
+group's `name` attribute), shapes and dtypes but no variable names (given where the layer class,
+known from the group name, decides them: hub_files.weights_listing), and the order Keras saved them
+in cannot be rebuilt exactly (groups are listed in natural order: `dense_2` before `dense_10`). Legacy weights files (Keras 2's
 `save_weights("m.h5")`: `layer_names` + `weight_names` attributes) do record names. Neither records
 trainable flags, so `trainable` is None (unknown).
 """
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 
 import h5py
 
-from varctl.errors import UnreadableModel, UnsafeFile
+from varctl.errors import UnreadableModel
 from varctl.formats import _h5safe
 from varctl.formats._layout import (
     KERAS_VERSION,
@@ -24,7 +25,6 @@ from varctl.formats._layout import (
     NOT_MODEL_STATE,
     VARS,
     WEIGHT_NAMES,
-    name_key,
     weight_dataset,
 )
 from varctl.formats.parsed import Parsed
@@ -59,16 +59,11 @@ def read(path: str, source: str) -> Parsed:
                 "no trainable flags; list the saved model (.keras) for those"
             )
             keras_version = _h5safe.str_attr(h5, KERAS_VERSION)
-        else:
-            walker = _Walker()
-            walker.walk(h5, "")
-            variables, layers = walker.variables, walker.layers
-            note = (
-                "weights-only file: variable names (kernel, bias, ...) and trainable flags are not stored "
-                "in it, only HDF5 paths, shapes and dtypes; list the saved model (.keras) for names, or "
-                "load these weights into the model (model.load_weights) and save that"
-            )
-            keras_version = None
+        else:  # Keras 3 layout: real layer names from the file, variable names from their class
+            from varctl.formats import _manifest, hub_files
+
+            weights = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
+            return Parsed(hub_files.weights_listing(weights, source, "weights"), path)
     name = source.rstrip("/").rsplit("/", 1)[-1]
     info = ModelInfo(
         source=source,
@@ -111,61 +106,6 @@ def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
         storage=ds.name,
         itemsize=itemsize,
     )
-
-
-class _Walker:
-    """Keras 3 layout: a group's own `vars`, then its `layers` list, then attribute groups."""
-
-    def __init__(self) -> None:
-        self.budget = _h5safe.Budget()
-        self.variables: list[Variable] = []
-        self.layers: list[Layer] = []
-
-    def walk(self, group: h5py.Group, prefix: str, depth: int = 0) -> None:
-        if depth > _h5safe.MAX_DEPTH:
-            raise UnsafeFile("HDF5 groups nested too deeply (refused)")
-        names = _h5safe.member_names(group, self.budget)
-        if VARS in names and (vars_group := _h5safe.get_group(group, VARS)) is not None:
-            keys = _h5safe.member_names(vars_group, self.budget)
-            for k in sorted(keys, key=_h5safe.natural_key):
-                ds = _h5safe.get_dataset(vars_group, k)
-                if ds is not None:
-                    vpath = f"{prefix}vars/{k}"
-                    self.variables.append(_variable(vpath, prefix.rstrip("/"), f"vars/{k}", ds))
-        skip = {"vars"} | (NOT_MODEL_STATE if not prefix else set())
-        subs = [n for n in names if n not in skip]
-        ordered = (["layers"] if "layers" in subs else []) + sorted(
-            (n for n in subs if n != "layers"), key=name_key
-        )
-        for attr in ordered:
-            sub = _h5safe.get_group(group, attr)
-            if sub is None:
-                continue
-            if attr == "layers":
-                for child in sorted(_h5safe.member_names(sub, self.budget), key=_h5safe.natural_key):
-                    child_group = _h5safe.get_group(sub, child)
-                    if child_group is not None:
-                        self._layer(child_group, f"{prefix}layers/{child}", prefix, depth)
-            else:
-                self._layer(sub, f"{prefix}{attr}", prefix, depth)
-
-    def _layer(self, group: h5py.Group, path: str, parent_prefix: str, depth: int) -> None:
-        # Named after the group, not the layer name some releases record on `vars`: patterns
-        # match path components, and these paths are the file's own.
-        self.layers.append(
-            Layer(
-                path=path,
-                name=path.rsplit("/", 1)[-1],
-                class_name=NOT_STORED,
-                flag=True,
-                config_flag=None,
-                editable=False,
-                depth=depth,
-                parent=parent_prefix.rstrip("/") or None,
-                known=False,
-            )
-        )
-        self.walk(group, path + "/", depth + 1)
 
 
 def _legacy(h5: h5py.File) -> tuple[list[Variable], list[Layer]]:
