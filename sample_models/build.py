@@ -26,10 +26,9 @@ HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True  # don't leave __pycache__/ in sample_models/
 sys.path.insert(0, str(HERE))
 
-import numpy as np  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
-
 from varctl_samples import ExplicitVariables, MyCustomLayer  # noqa: E402
 
 SEED = 0
@@ -39,6 +38,7 @@ BATCH = 8  # samples in the fake data set; batch_size == BATCH -> one step
 # --------------------------------------------------------------------------
 # Model definitions: each returns (compiled model, x, y)
 # --------------------------------------------------------------------------
+
 
 def _rng():
     return np.random.default_rng(SEED)
@@ -136,6 +136,7 @@ MODELS = [seed_dense, seed_explicit, seed_custom_layer, transfer_learning, batch
 # Helpers
 # --------------------------------------------------------------------------
 
+
 def weights_digest(model):
     """Short sha256 over all model variables (names are ignored)."""
     h = hashlib.sha256()
@@ -147,9 +148,9 @@ def weights_digest(model):
 def same_weights(a, b):
     if len(a.weights) != len(b.weights):
         return False
-    return all(
+    return len(a.weights) == len(b.weights) and all(
         np.array_equal(keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y))
-        for x, y in zip(a.weights, b.weights)
+        for x, y in zip(a.weights, b.weights, strict=True)
     )
 
 
@@ -211,6 +212,7 @@ def _size(path):
 # --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
+
 
 def main():
     t0 = time.perf_counter()

@@ -13,9 +13,9 @@ import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # must be set before importing tensorflow
 
-import sys  # noqa: E402
-import zipfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+import zipfile
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True  # don't leave __pycache__/ in sample_models/

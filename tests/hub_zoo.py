@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
+import keras
+import keras_hub
 
 M = keras_hub.models
 _TEXT = dict(vocabulary_size=40, num_layers=2, hidden_dim=8, intermediate_dim=16)

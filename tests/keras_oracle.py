@@ -14,8 +14,8 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-from keras.src.saving import saving_lib  # noqa: E402
+import keras
+from keras.src.saving import saving_lib
 
 
 class _Entry(dict):
@@ -30,7 +30,7 @@ class _Entry(dict):
 class _RecordingStore(saving_lib.H5IOStore):
     """Keras's save walk calls make()/[]= on this; nothing is written."""
 
-    def __init__(self):  # noqa: D107 - deliberately does not open a file
+    def __init__(self):
         self.log = []
         self.mode = "w"
 

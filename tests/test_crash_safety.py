@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from varctl.formats import open_model  # noqa: E402
+from varctl.formats import open_model
 
 TRIALS = 12
 

@@ -305,7 +305,7 @@ def test_a_bug_is_exit_70_with_one_line_and_a_debug_hint():
     @probe.command()
     @handle_errors
     def crash() -> None:
-        {}["missing"]  # noqa: B018 - a bug on purpose
+        {}["missing"]
 
     result = CliRunner().invoke(probe, [], env=ENV)
     assert result.exit_code == errors.EXIT_BUG

@@ -328,7 +328,7 @@ def test_reading_hostile_files_opens_nothing_else_and_runs_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = log.read_text().splitlines()
     known = set(lines[0].split()[1:])
-    allowed_sources = set(eval(lines[1].split(" ", 1)[1]))  # noqa: S307 - our own repr
+    allowed_sources = set(eval(lines[1].split(" ", 1)[1]))
     lines = [lines[0], *lines[2:]]
     last_compile: dict[str, bool] = {}
     done = [line for line in lines if " done " in line]
@@ -342,24 +342,24 @@ def test_reading_hostile_files_opens_nothing_else_and_runs_nothing(tmp_path):
         if event in ("done", "os.fork"):
             continue
         if event == "open":
-            opened = eval(detail)[0]  # noqa: S307 - our own repr of (path, mode)
+            opened = eval(detail)[0]
             if str(opened) not in allowed_opens and not isinstance(opened, int):
                 problems.append(line)
         elif event == "import":
-            if eval(detail)[0] not in known:  # noqa: S307
+            if eval(detail)[0] not in known:
                 problems.append(line)
         elif event == "compile":
-            source = eval(detail)[0]  # noqa: S307
+            source = eval(detail)[0]
             text = source.decode() if isinstance(source, bytes) else source
             last_compile[pid] = text in allowed_sources
             if not last_compile[pid]:
                 problems.append(line)
         elif event == "exec":
             # only the code object of an allowed annotation, compiled just before (Typer's eval)
-            if eval(detail)[0] != "<string>" or not last_compile.pop(pid, False):  # noqa: S307
+            if eval(detail)[0] != "<string>" or not last_compile.pop(pid, False):
                 problems.append(line)
         elif event == "pickle.find_class":
-            module = eval(detail)[0]  # noqa: S307
+            module = eval(detail)[0]
             if not (module == "builtins" or module.startswith("varctl.")):
                 problems.append(line)
         else:  # exec, compile, marshal, subprocess, ctypes, file changes, directory listings

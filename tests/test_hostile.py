@@ -453,7 +453,7 @@ def as_nobody(fn: Callable[[], object]) -> object:
             os.setuid(65534)
             try:
                 value: object = ("ok", fn())
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 value = ("error", repr(e))
             os.write(w, pickle.dumps(value))
         finally:

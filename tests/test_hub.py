@@ -31,7 +31,7 @@ runner = CliRunner()
 class _Recorder(saving_lib.H5IOStore):
     """Keras's save walk calls make()/[]= on this; it records layer names and variable groups."""
 
-    def __init__(self):  # noqa: D107 - deliberately opens no file
+    def __init__(self):
         self.names: dict[str, str] = {}
         self.owner: dict[int, str] = {}
         self.mode = "w"

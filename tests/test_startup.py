@@ -33,7 +33,7 @@ def _modules(*args: str) -> tuple[str, list[str]]:
         [sys.executable, "-c", _PROBE, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")][-1]
-    return proc.stdout, eval(line[len("MODULES ") :])  # noqa: S307 - our own repr
+    return proc.stdout, eval(line[len("MODULES ") :])
 
 
 def test_version_fast_path_matches_typer():

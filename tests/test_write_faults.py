@@ -237,7 +237,8 @@ def big_config_h5(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("h5") / "big.h5"
     base = keras.Sequential(
-        [keras.Input((1,))] + [keras.layers.Dense(1, name=_long("inner", k)) for k in range(N_LONG)], name="base"
+        [keras.Input((1,))] + [keras.layers.Dense(1, name=_long("inner", k)) for k in range(N_LONG)],
+        name="base",
     )
     x = i = keras.Input((1,))
     x = base(x)

@@ -220,4 +220,3 @@ def diff_bytes(a: ModelInfo, b: ModelInfo) -> int:
     """Bytes `diff --values` reads (for a progress bar)."""
     paths = {v.path: v for v in b.variables}
     return sum(v.nbytes + paths[v.path].nbytes for v in a.variables if v.path in paths)
-

@@ -10,11 +10,12 @@ keeps its mode and owner (as `cp` does); a new file gets the input's mode.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from varctl.errors import OutputError, UnreadableModel
@@ -85,10 +86,8 @@ def atomic_output(target: str, like: str, check: Callable[[str], None] | None = 
             check(tmp)
         st = existing if existing is not None else os.stat(like)
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        try:
+        with contextlib.suppress(OSError):  # not permitted: keep our own ownership
             os.chown(tmp, st.st_uid, st.st_gid)
-        except OSError:
-            pass  # not permitted: keep our own ownership
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         check_target(target)  # again: it may have become a FIFO or a device meanwhile
@@ -131,10 +130,8 @@ def remove_orphans(folder: str) -> None:
 
 
 def unlink(path: str) -> None:
-    try:
+    with suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def copy_range(fsrc: Any, fdst: Any, start: int, length: int) -> None:

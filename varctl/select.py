@@ -63,8 +63,6 @@ class Selector:
         return [v for v in info.variables if within(v.layer, chosen)]
 
 
-
-
 def choose_layers(
     info: ModelInfo,
     selector: Selector,

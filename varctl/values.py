@@ -225,7 +225,7 @@ class ValueReader:
         where = f"{self.info.source}: `{variable.path}`"
         try:
             null = ds.shape is None
-        except Exception as e:  # noqa: BLE001 - h5py raises many types on corrupt headers
+        except Exception as e:
             raise UnreadableModel(f"{where}: corrupt HDF5 dataset ({e})") from e
         if null:
             raise UnreadableModel(f"{where} holds no data at all (an HDF5 null dataspace)")
@@ -239,7 +239,7 @@ class ValueReader:
             _guard(ds, variable, self.limits, where)
         except (VarctlError, MemoryError):
             raise
-        except Exception as e:  # noqa: BLE001 - h5py raises many types on corrupt headers
+        except Exception as e:
             raise UnreadableModel(f"{where}: corrupt HDF5 dataset ({e})") from e
         self._checked[variable.storage] = ds
         return ds

@@ -98,7 +98,9 @@ def summary(totals: dict[str, int]) -> list[str]:
             else []
         ),
         *(
-            [f"Logical weights: {totals['logical_params']:,} (int4 packs two per stored byte; params counts stored elements)"]
+            [
+                f"Logical weights: {totals['logical_params']:,} (int4 packs two per stored byte; params counts stored elements)"
+            ]
             if "logical_params" in totals
             else []
         ),

@@ -97,7 +97,9 @@ def expectations(model) -> list:
 
     walk(model, "")
     trainable = {id(v) for v in model.trainable_variables}
-    return [[names[id(v)], [int(d) for d in v.shape], str(v.dtype), id(v) in trainable] for v in model.weights]
+    return [
+        [names[id(v)], [int(d) for d in v.shape], str(v.dtype), id(v) in trainable] for v in model.weights
+    ]
 
 
 def main() -> None:
@@ -115,7 +117,9 @@ def main() -> None:
         if os.environ.get("VARCTL_EXPECTATIONS"):  # written for 3.12 and later
             loaded = keras.saving.load_model(out / f"{build.__name__}.keras")
             rows = expectations(loaded)
-            (out / f"{build.__name__}.expected.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+            (out / f"{build.__name__}.expected.json").write_text(
+                "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n"
+            )
     print(f"keras {keras.__version__} ({keras.backend.backend()}) on Python {sys.version.split()[0]}")
 
 

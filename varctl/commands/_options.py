@@ -6,6 +6,7 @@ runs one way: cli -> commands -> _options -> core.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -67,7 +68,7 @@ def complete_layer(ctx: typer.Context, incomplete: str) -> Iterator[str]:
                 if candidate.startswith(incomplete) and candidate not in seen:
                     seen.add(candidate)
                     yield candidate
-    except BaseException:  # noqa: BLE001 - completion stays silent on anything, even a bug
+    except BaseException:
         return
 
 
@@ -229,12 +230,10 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # stdout closed early (`varctl list m.keras | head`): not an error.
-            try:
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout for the rest of the run
             raise typer.Exit(0) from None
-        except Exception as e:  # noqa: BLE001 - the one place a bug becomes a clean exit
+        except Exception as e:
             if os.environ.get("VARCTL_DEBUG"):
                 traceback.print_exc()
             out.message(
@@ -326,9 +325,13 @@ def run_each(
                 opened.append(e)
             tick()
     infos = [i for i in opened if isinstance(i, ModelInfo)]
-    if isinstance(selector, Selector) and selector.patterns and infos:
-        if missing := selector.unmatched(infos):
-            raise no_match_error(missing, infos)
+    if (
+        isinstance(selector, Selector)
+        and selector.patterns
+        and infos
+        and (missing := selector.unmatched(infos))
+    ):
+        raise no_match_error(missing, infos)
     reports: list[Report] = []
     outcomes: list[tuple[str, int]] = []
     for path, item in zip(paths, opened, strict=True):

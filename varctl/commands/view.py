@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -93,10 +94,8 @@ def _write_output(text: str, target: str) -> str:
         os.replace(tmp, real)
     except OSError as e:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
         raise OutputError(f"cannot write '{target}': {e.strerror or e}") from e
     return target
 
@@ -134,7 +133,7 @@ def open_in_browser(path: str) -> str | None:
         return why
     try:
         opened = webbrowser.open(Path(path).resolve().as_uri())
-    except Exception as e:  # noqa: BLE001 - any browser failure just means "print the path"
+    except Exception as e:
         return f"the browser failed: {e}"
     return None if opened else "no browser found"
 
@@ -157,8 +156,7 @@ def view(
     if text is not None:
         path = _write_output(text, output) if output else _write_temp(text, models)
         out.message("info", f"wrote {path}")
-        if not no_open:
-            if (why := open_in_browser(path)) is not None:
-                out.message("info", f"open it in a browser ({why}: none was started)")
+        if not no_open and (why := open_in_browser(path)) is not None:
+            out.message("info", f"open it in a browser ({why}: none was started)")
     if code:
         raise typer.Exit(code)

@@ -33,7 +33,7 @@ def _no_plugins() -> None:
     try:
         while h5py.h5pl.size():
             h5py.h5pl.remove(0)
-    except Exception:  # noqa: BLE001 - an HDF5 built without plugin support
+    except Exception:
         pass
 
 
@@ -190,7 +190,7 @@ def _attr(obj: h5py.HLObject, key: str) -> Any:
         raise UnreadableModel(f"corrupt HDF5 attribute '{key}': {e}") from e
     try:
         stored = aid.get_storage_size()
-    except Exception:  # noqa: BLE001 - h5py raises for an empty attribute (storage size 0)
+    except Exception:
         stored = 0
     if items > MAX_ATTR_ITEMS or stored > MAX_ATTR_BYTES:
         raise UnsafeFile(f"HDF5 attribute '{key}' is too large ({items:,} items, {stored:,} bytes; refused)")

@@ -13,6 +13,7 @@ default 4096) tune the limits.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
 import io
@@ -100,10 +101,8 @@ def call(
     finally:
         os.close(r)
         if not reaped:  # interrupted (Ctrl-C) or failed: never leave a running child or a zombie
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             os.waitpid(pid, 0)
     if timed_out:
         raise UnsafeFile(
@@ -144,7 +143,7 @@ def in_child(fn: Callable[..., T], *args: Any, what: str) -> T:
         raise
     except VarctlError as e:
         raise OutputError(f"cannot write {what}: {e.message}") from None
-    except Exception as e:  # noqa: BLE001 - h5py/OS errors from the child: one line, exit 4
+    except Exception as e:
         errno = getattr(e, "errno", None)
         text = os.strerror(errno) if errno else " ".join(str(e).split()) or type(e).__name__
         raise OutputError(f"cannot write {what}: {text}") from None
@@ -196,7 +195,7 @@ def _child(
         except MemoryError:
             message = f"reading it needs more than {int(memory):,} MiB of memory (refused)"
             outcome = ("error", UnsafeFile(message, hint=tune))
-        except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
+        except BaseException as e:
             if debug:
                 traceback.print_exc()
             outcome = ("error", e)
@@ -204,7 +203,7 @@ def _child(
         view = memoryview(payload)
         while view:
             view = view[os.write(w, view) :]
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         code = 1
     finally:
         os._exit(code)
@@ -234,7 +233,7 @@ def _limit_memory(memory_mb: float) -> None:
 def _dumps(outcome: tuple[str, Any]) -> bytes:
     try:
         return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - an exception that does not pickle: keep its type and text
+    except Exception:
         kind, value = outcome
         if kind != "error":
             raise
@@ -268,7 +267,7 @@ class _Unpickler(pickle.Unpickler):
 def _loads(data: bytes) -> tuple[str, Any]:
     try:
         kind, value = _Unpickler(io.BytesIO(data)).load()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise UnreadableModel(f"the reader process sent an unreadable answer ({e})") from None
     if kind not in ("ok", "error") or (kind == "error" and not isinstance(value, BaseException)):
         raise UnreadableModel("the reader process sent an unreadable answer")

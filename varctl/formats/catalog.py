@@ -233,16 +233,61 @@ def _const(*names: str) -> Callable[[Config], LayerSpec]:
     return spec
 
 
-_NO_VARIABLES = (
-    "InputLayer Activation ReLU LeakyReLU ELU Softmax Dropout SpatialDropout1D SpatialDropout2D "
-    "SpatialDropout3D GaussianDropout GaussianNoise AlphaDropout Flatten Reshape Permute RepeatVector "
-    "Concatenate Add Subtract Multiply Average Maximum Minimum Dot MaxPooling1D MaxPooling2D "
-    "MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D GlobalMaxPooling1D "
-    "GlobalMaxPooling2D GlobalMaxPooling3D GlobalAveragePooling1D GlobalAveragePooling2D "
-    "GlobalAveragePooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D "
-    "UpSampling1D UpSampling2D UpSampling3D Masking Identity UnitNormalization Rescaling Resizing "
-    "CenterCrop ActivityRegularization"
-).split()
+_NO_VARIABLES = [
+    "InputLayer",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Softmax",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "Concatenate",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Dot",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "Masking",
+    "Identity",
+    "UnitNormalization",
+    "Rescaling",
+    "Resizing",
+    "CenterCrop",
+    "ActivityRegularization",
+]
 
 _SPECS: dict[str, Callable[[Config], LayerSpec]] = {
     "Dense": _kernel_bias,
@@ -250,10 +295,16 @@ _SPECS: dict[str, Callable[[Config], LayerSpec]] = {
     "Embedding": _const("embeddings"),
     **{
         cls: _kernel_bias
-        for cls in (
-            "Conv1D Conv2D Conv3D Conv1DTranspose Conv2DTranspose Conv3DTranspose "
-            "DepthwiseConv1D DepthwiseConv2D"
-        ).split()
+        for cls in [
+            "Conv1D",
+            "Conv2D",
+            "Conv3D",
+            "Conv1DTranspose",
+            "Conv2DTranspose",
+            "Conv3DTranspose",
+            "DepthwiseConv1D",
+            "DepthwiseConv2D",
+        ]
     },
     "SeparableConv1D": _separable,
     "SeparableConv2D": _separable,
@@ -304,28 +355,154 @@ TRACKING_ORDER: dict[str, tuple[str, ...]] = {
 # Every layer class keras.layers exports (plus the model classes), for configs that do not record
 # a class's module (legacy .h5). tests/test_hostile.py checks it against Keras itself.
 KERAS_LAYER_CLASSES = frozenset(
-    """Activation ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
-    AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D Add
-    AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average AveragePooling1D
-    AveragePooling2D AveragePooling3D BatchNormalization Bidirectional CategoryEncoding CenterCrop
-    Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose Conv2D
-    Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Cropping1D Cropping2D
-    Cropping3D CutMix Dense DepthwiseConv1D DepthwiseConv2D Discretization Dot Dropout ELU EinsumDense
-    Embedding Equalization Flatten FlaxLayer Functional GRU GRUCell GaussianDropout GaussianNoise
-    GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D GlobalMaxPooling1D
-    GlobalMaxPooling2D GlobalMaxPooling3D GroupNormalization GroupedQueryAttention HashedCrossing
-    Hashing Identity InputLayer IntegerLookup JaxLayer LSTM LSTMCell Lambda Layer LayerNormalization
-    LeakyReLU Masking MaxNumBoundingBoxes MaxPooling1D MaxPooling2D MaxPooling3D Maximum MelSpectrogram
-    Minimum MixUp Model MultiHeadAttention Multiply Normalization PReLU Permute Pipeline
-    RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration RandomColorJitter
-    RandomContrast RandomCrop RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur
-    RandomGrayscale RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
-    RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom ReLU RepeatVector
-    Rescaling Reshape Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D SeparableConv2D
-    Sequential SimpleRNN SimpleRNNCell Softmax Solarization SpatialDropout1D SpatialDropout2D
-    SpatialDropout3D SpectralNormalization StackedRNNCells StringLookup Subtract TFSMLayer
-    TextVectorization TimeDistributed TorchModuleWrapper UnitNormalization UpSampling1D UpSampling2D
-    UpSampling3D Wrapper ZeroPadding1D ZeroPadding2D ZeroPadding3D""".split()
+    [
+        "Activation",
+        "ActivityRegularization",
+        "AdaptiveAveragePooling1D",
+        "AdaptiveAveragePooling2D",
+        "AdaptiveAveragePooling3D",
+        "AdaptiveMaxPooling1D",
+        "AdaptiveMaxPooling2D",
+        "AdaptiveMaxPooling3D",
+        "Add",
+        "AdditiveAttention",
+        "AlphaDropout",
+        "Attention",
+        "AugMix",
+        "AutoContrast",
+        "Average",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "BatchNormalization",
+        "Bidirectional",
+        "CategoryEncoding",
+        "CenterCrop",
+        "Concatenate",
+        "ContrastLimitedAdaptiveHistogramEqualization",
+        "Conv1D",
+        "Conv1DTranspose",
+        "Conv2D",
+        "Conv2DTranspose",
+        "Conv3D",
+        "Conv3DTranspose",
+        "ConvLSTM1D",
+        "ConvLSTM2D",
+        "ConvLSTM3D",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "CutMix",
+        "Dense",
+        "DepthwiseConv1D",
+        "DepthwiseConv2D",
+        "Discretization",
+        "Dot",
+        "Dropout",
+        "ELU",
+        "EinsumDense",
+        "Embedding",
+        "Equalization",
+        "Flatten",
+        "FlaxLayer",
+        "Functional",
+        "GRU",
+        "GRUCell",
+        "GaussianDropout",
+        "GaussianNoise",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "GroupNormalization",
+        "GroupedQueryAttention",
+        "HashedCrossing",
+        "Hashing",
+        "Identity",
+        "InputLayer",
+        "IntegerLookup",
+        "JaxLayer",
+        "LSTM",
+        "LSTMCell",
+        "Lambda",
+        "Layer",
+        "LayerNormalization",
+        "LeakyReLU",
+        "Masking",
+        "MaxNumBoundingBoxes",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "Maximum",
+        "MelSpectrogram",
+        "Minimum",
+        "MixUp",
+        "Model",
+        "MultiHeadAttention",
+        "Multiply",
+        "Normalization",
+        "PReLU",
+        "Permute",
+        "Pipeline",
+        "RMSNormalization",
+        "RNN",
+        "RandAugment",
+        "RandomBrightness",
+        "RandomColorDegeneration",
+        "RandomColorJitter",
+        "RandomContrast",
+        "RandomCrop",
+        "RandomElasticTransform",
+        "RandomErasing",
+        "RandomFlip",
+        "RandomGaussianBlur",
+        "RandomGrayscale",
+        "RandomHue",
+        "RandomInvert",
+        "RandomPerspective",
+        "RandomPosterization",
+        "RandomRotation",
+        "RandomSaturation",
+        "RandomSharpness",
+        "RandomShear",
+        "RandomTranslation",
+        "RandomZoom",
+        "ReLU",
+        "RepeatVector",
+        "Rescaling",
+        "Reshape",
+        "Resizing",
+        "ReversibleEmbedding",
+        "STFTSpectrogram",
+        "SeparableConv1D",
+        "SeparableConv2D",
+        "Sequential",
+        "SimpleRNN",
+        "SimpleRNNCell",
+        "Softmax",
+        "Solarization",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "SpectralNormalization",
+        "StackedRNNCells",
+        "StringLookup",
+        "Subtract",
+        "TFSMLayer",
+        "TextVectorization",
+        "TimeDistributed",
+        "TorchModuleWrapper",
+        "UnitNormalization",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "Wrapper",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+    ]
 )
 # Keras layers whose config carries or points at code: a Python function (Lambda's bytecode, JAX
 # functions), a pickled torch module, a SavedModel on disk. `check --no-lambda` refuses them.

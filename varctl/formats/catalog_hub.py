@@ -305,9 +305,23 @@ def _resnet_key(name: str) -> tuple[Any, ...] | None:
     m = re.fullmatch(r"stack(\d+)_block(\d+)_(.+)", name)
     if m:
         # In a block: conv 1 (and its bn/relu), then the shortcut conv 0 and conv 2, then the bns...
-        within = (
-            "preact_bn 1_pad 1_conv 1_bn 1_relu 0_conv 2_pad 2_conv 0_bn 2_bn 2_relu 3_conv 3_bn add out"
-        ).split()
+        within = [
+            "preact_bn",
+            "1_pad",
+            "1_conv",
+            "1_bn",
+            "1_relu",
+            "0_conv",
+            "2_pad",
+            "2_conv",
+            "0_bn",
+            "2_bn",
+            "2_relu",
+            "3_conv",
+            "3_bn",
+            "add",
+            "out",
+        ]
         part = m.group(3)
         return (1, int(m.group(1)), int(m.group(2)), within.index(part) if part in within else 99)
     if name.startswith("post_"):
@@ -395,15 +409,46 @@ def _snake_table() -> dict[str, str]:
 # with every layer trainable: a frozen ViT or ResNet backbone in a task is trained after loading.
 # Verified for the zoo in tests/test_hub.py; the rest from reading keras-hub 0.32's __init__s.
 FLAG_REACHES_LAYERS = frozenset(
-    """BertBackbone GPT2Backbone GemmaBackbone Gemma3Backbone LlamaBackbone Llama3Backbone
-    MistralBackbone MixtralBackbone QwenBackbone Qwen3Backbone QwenMoeBackbone Qwen3MoeBackbone
-    DistilBertBackbone RobertaBackbone XLMRobertaBackbone Phi3Backbone FalconBackbone
-    GptOssBackbone SmolLM3Backbone""".split()
+    [
+        "BertBackbone",
+        "GPT2Backbone",
+        "GemmaBackbone",
+        "Gemma3Backbone",
+        "LlamaBackbone",
+        "Llama3Backbone",
+        "MistralBackbone",
+        "MixtralBackbone",
+        "QwenBackbone",
+        "Qwen3Backbone",
+        "QwenMoeBackbone",
+        "Qwen3MoeBackbone",
+        "DistilBertBackbone",
+        "RobertaBackbone",
+        "XLMRobertaBackbone",
+        "Phi3Backbone",
+        "FalconBackbone",
+        "GptOssBackbone",
+        "SmolLM3Backbone",
+    ]
 )
 FLAG_STAYS_ON_BACKBONE = frozenset(
-    """ViTBackbone ResNetBackbone BASNetBackbone CSPNetBackbone DeepLabV3Backbone DeiTBackbone
-    DenseNetBackbone EfficientNetBackbone MiTBackbone MobileNetBackbone MobileNetV5Backbone
-    RetinaNetBackbone SwinTransformerBackbone VGGBackbone XceptionBackbone""".split()
+    [
+        "ViTBackbone",
+        "ResNetBackbone",
+        "BASNetBackbone",
+        "CSPNetBackbone",
+        "DeepLabV3Backbone",
+        "DeiTBackbone",
+        "DenseNetBackbone",
+        "EfficientNetBackbone",
+        "MiTBackbone",
+        "MobileNetBackbone",
+        "MobileNetV5Backbone",
+        "RetinaNetBackbone",
+        "SwinTransformerBackbone",
+        "VGGBackbone",
+        "XceptionBackbone",
+    ]
 )
 
 

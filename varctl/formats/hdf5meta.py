@@ -298,7 +298,7 @@ class File:
         self._headers[addr] = hdr
         return hdr
 
-    def _parse_header(self, addr: int) -> _Header:
+    def _parse_header(self, addr: int) -> _Header:  # noqa: C901 - one branch per HDF5 message type
         if addr == self._undef:
             raise Malformed("undefined object header address")
         if self._bytes(addr, 4) == b"OHDR":
@@ -411,9 +411,8 @@ class File:
             (size,) = struct.unpack_from("<I", self._bytes(data, 4)) if msize >= 4 else (msize,)
             if 4 + size > msize:
                 raise Malformed("old fill value overruns its message")
-        elif mtype == _MTIME:
-            if msize < 8 or self._u8(data) != 1:
-                raise Malformed("bad modification time message")
+        elif mtype == _MTIME and (msize < 8 or self._u8(data) != 1):
+            raise Malformed("bad modification time message")
 
     def _dataspace(self, data: int, msize: int) -> _Space:
         if msize < 4:
@@ -458,7 +457,7 @@ class File:
             raise Malformed("dataspace with an absurd number of elements")
         return space
 
-    def _datatype(self, data: int, avail: int, nested: bool = False) -> tuple[_Type, int]:
+    def _datatype(self, data: int, avail: int, nested: bool = False) -> tuple[_Type, int]:  # noqa: C901 - one branch per datatype class
         """The datatype at `data` and the bytes its message takes (`avail` bytes may be read)."""
         if avail < 8:
             raise Malformed("datatype message too short")
@@ -758,7 +757,7 @@ class File:
                 raise Malformed("bad local heap free block")
             offset = nxt
 
-    def _links(self, hdr: _Header) -> list[tuple[bytes, int]]:
+    def _links(self, hdr: _Header) -> list[tuple[bytes, int]]:  # noqa: C901 - B-tree + heap checks, each a bound
         """(name, object header address) of every member of an old-style group, sorted by name."""
         assert hdr.symtab is not None
         cached = self._groups.get(hdr.symtab)
@@ -1134,7 +1133,7 @@ class Dataset:
         return f"<hdf5meta.Dataset {self.name!r} shape {self.shape} dtype {self.dtype}>"
 
 
-def open(  # noqa: A001 - the module's entry point, named like h5py.File / zipfile.open
+def open(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview | _mmap.mmap,
     offset: int = 0,
     length: int | None = None,
@@ -1156,7 +1155,8 @@ def open(  # noqa: A001 - the module's entry point, named like h5py.File / zipfi
         OSError: the path cannot be opened.
     """
     if isinstance(source, (str, os.PathLike)):
-        fh = builtins.open(source, "rb")
+        # not a `with`: the handle lives as long as the File (its mmap) and is closed with it
+        fh = builtins.open(source, "rb")  # noqa: SIM115
         try:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
@@ -1189,7 +1189,7 @@ _Dataset = Dataset
 _Budget = Budget
 
 
-class h5safe:  # noqa: N801 - used as a module-like namespace: `h5 = hdf5meta.h5safe`
+class h5safe:
     """Drop-in for the `_h5safe` functions, over hdf5meta objects instead of h5py ones."""
 
     MAX_DEPTH = MAX_DEPTH

@@ -495,7 +495,7 @@ def verify(path: str, trainable: list[str], shown_as: str | None = None) -> str:
         warnings.simplefilter("always")
         try:
             model = keras.saving.load_model(path)
-        except Exception as e:  # noqa: BLE001 - any load failure is a failed verification
+        except Exception as e:
             raise VerificationFailed(f"Keras cannot load '{shown}': {e}") from e
     problems = [str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning)]
     names, _, _ = _hierarchy(model)

@@ -107,7 +107,7 @@ def _lora_rank(config: Config) -> int | None:
 _NT = "{mode}-quantized (created non-trainable)"
 
 
-def _made(cls: str, mode: str | None, config: Config, lora: int | None) -> tuple[list[Made], list[str]]:
+def _made(cls: str, mode: str | None, config: Config, lora: int | None) -> tuple[list[Made], list[str]]:  # noqa: C901 - mirrors each build() per mode
     """(creation order, save order by key) of one layer, following its build()."""
     nat = _NT.format(mode=mode)
     if cls in ("Embedding", "ReversibleEmbedding"):
@@ -175,10 +175,14 @@ def _made(cls: str, mode: str | None, config: Config, lora: int | None) -> tuple
             ]
             save += ["kernel_zero", "g_idx"]
     elif mode == "float8":
-        for k in (
-            "inputs_scale inputs_amax_history kernel_scale kernel_amax_history "
-            "outputs_grad_scale outputs_grad_amax_history"
-        ).split():
+        for k in [
+            "inputs_scale",
+            "inputs_amax_history",
+            "kernel_scale",
+            "kernel_amax_history",
+            "outputs_grad_scale",
+            "outputs_grad_amax_history",
+        ]:
             made.append(Made(k, k, True))  # trainable: Keras overwrites them with their "gradient"
         save += [m.key for m in made]
     elif mode in ("gptq", "awq"):

@@ -114,7 +114,9 @@ def model_order(info: ModelInfo) -> list[Variable] | None:
     return out
 
 
-_UNKNOWN_STATE = re.compile(r"; the trainable state of \d+ variables? is unknown( \((?:[^()]|\([^()]*\))*\))?")
+_UNKNOWN_STATE = re.compile(
+    r"; the trainable state of \d+ variables? is unknown( \((?:[^()]|\([^()]*\))*\))?"
+)
 INFERRED = "created non-trainable (inferred from the saved optimizer state)"
 
 
@@ -140,7 +142,7 @@ def infer_unknown_by_name(
     return _settle(info, frozen)
 
 
-def infer_unknown(
+def infer_unknown(  # noqa: C901 - the assignment search; split when next touched
     info: ModelInfo, layout: Layout | None, saved: Sequence[tuple[tuple[int, ...], str]] | None
 ) -> ModelInfo | None:
     """Settle which variables of unknown (custom) layers are trainable, from the optimizer's slots.
