@@ -281,3 +281,28 @@ def test_freezing_keras2_attention_loads_frozen_in_tf_keras(k2_dir, tmp_path, ex
     assert [v.name.split("/")[0] for v in after.trainable_weights] == ["head", "head"]
     assert all((a == b).all() for a, b in zip(before.get_weights(), after.get_weights(), strict=True))
     assert _rows(open_model(str(out))) == tf_keras_rows(after)
+
+
+def test_freezing_a_compiled_keras2_archive_drops_its_optimizer_state_with_the_true_reason(tmp_path):
+    """tf-keras saves `iteration` and the slots with no `learning_rate`: varctl does not remap that
+    layout, says so (not "does not match"), and tf-keras loads the output compiled-free and frozen."""
+    import json
+
+    import numpy as np
+
+    K.utils.set_random_seed(0)
+    model = dense()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.zeros((4, 4)), np.zeros((4, 2)), epochs=1, verbose=0)
+    src, out = tmp_path / "m.keras", tmp_path / "out.keras"
+    model.save(src)
+    result = CliRunner().invoke(app, ["freeze", str(src), "-p", "hidden", "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["optimizer_state"] == "dropped"
+    assert any("written by Keras 2 (tf-keras)" in n for n in plan["notes"]), plan["notes"]
+    assert not any("does not match" in n for n in plan["notes"])
+    loaded = _load(str(out))
+    assert [w.name for w in loaded.trainable_weights] == [w.name for w in loaded.get_layer("out").weights]
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        assert np.array_equal(a, b)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from varctl.formats.catalog import keras_major
 from varctl.formats.slot_inference import Layout, layout_for, trainable_order
 from varctl.model import ModelInfo, Variable
 
@@ -120,6 +121,10 @@ def decide(
         old, new = trainable_order(before), trainable_order(after)
         if not remappable:
             why = "remapping is done for .keras files only"
+        elif keras_major(before.keras_version) == 2:
+            # tf-keras saves `iteration` and then the slots, with no `learning_rate` entry, and builds
+            # each optimizer its own way: varctl knows Keras 3's layouts only.
+            why = "the file was written by Keras 2 (tf-keras), whose optimizer layout varctl does not remap"
         elif layout is None:
             name = entry.get("class_name") if isinstance(entry, dict) else entry
             why = f"the slot layout of optimizer {name!r} is not known to varctl"
