@@ -312,3 +312,24 @@ def _clean_env():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+_PLUGINS = """
+import sys
+from varctl.formats import _h5safe
+assert "h5py" not in sys.modules
+import h5py
+before = h5py.h5pl.size()
+_h5safe.lib()
+print(before, h5py.h5pl.size())
+"""
+
+
+def test_h5py_is_imported_with_plugin_loading_off(tmp_path):
+    """h5py is lazy now: the first use (fallback, values, --load via import_keras) still empties
+    HDF5's plugin search path before any file is opened."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HDF5_PLUGIN_PATH": f"{tmp_path}/a:{tmp_path}/b"}
+    proc = subprocess.run([sys.executable, "-c", _PLUGINS], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    before, after = map(int, proc.stdout.split())
+    assert before >= 2 and after == 0
