@@ -333,3 +333,21 @@ def test_h5py_is_imported_with_plugin_loading_off(tmp_path):
     assert proc.returncode == 0, proc.stderr
     before, after = map(int, proc.stdout.split())
     assert before >= 2 and after == 0
+
+
+def test_weights_only_outside_subset_falls_back(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "latest.weights.h5"
+    with h5py.File(path, "w", libver="latest") as h5:
+        vars_ = h5.create_group("layers").create_group("dense").create_group("vars")
+        vars_.create_dataset("0", data=np.ones((2, 3), "<f4"))
+        vars_.create_dataset("1", data=np.ones(3, "<f4"))
+    with pytest.raises(UnreadableModel, match="superblock version"):
+        _read(path, "strict")
+    listing, _ = _read(path, "auto")
+    assert listing == _read(path, "h5py")[0]
+    assert [(v["path"], v["shape"]) for v in listing["variables"]] == [
+        ("layers/dense/vars/0", [2, 3]),
+        ("layers/dense/vars/1", [3]),
+    ]
