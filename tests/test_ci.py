@@ -360,10 +360,10 @@ def test_zoo_stats_match_keras_and_keras_equals_h5(zoo_dir, name):
 
 def test_stats_many_small_chunks_match_one_pass(models, monkeypatch):
     """Chunks of 64 bytes: the streaming merge of thousands of chunks equals numpy's one pass."""
-    from varctl import stats, values
+    from varctl import values, valuestats
 
     monkeypatch.setattr(values, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(stats, "_BLOCK", 5)
+    monkeypatch.setattr(valuestats, "_BLOCK", 5)
     doc = as_json(
         run("stats", SAMPLES / "transfer_learning.keras", "-p", "Conv1", "-p", "dense", "-f", "json")
     )
@@ -644,10 +644,10 @@ def _reference(values: np.ndarray) -> tuple[float, float]:
 def test_accumulator_is_sound_over_the_whole_float64_range(values, block):
     """Streaming in blocks of any size, the mean and std equal an fsum reference (relative to the
     largest magnitude), finite, and numpy never warns."""
-    from varctl import stats
+    from varctl import valuestats
 
     x = np.array(values, dtype=np.float64)
-    acc = stats.Accumulator()
+    acc = valuestats.Accumulator()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for start in range(0, x.size, block):
@@ -692,11 +692,11 @@ def test_stats_near_the_float64_limit_are_finite_strict_json_and_quiet(huge):
 def test_diff_beyond_float64_reports_an_infinite_max_abs_diff(huge):
     """1e308 against -1e308: the difference is beyond float64, so max_abs_diff is float('inf') (a plain
     float; the JSON renderer decides its strict representation); every element differs."""
-    from varctl import diff
+    from varctl import diffs
     from varctl.formats import open_model
 
     a, b = open_model(str(huge / "a.keras")), open_model(str(huge / "b.keras"))
-    entries = {e.path: e for e in diff.diff(a, b, values=True).entries}
+    entries = {e.path: e for e in diffs.diff(a, b, values=True).entries}
     kernel = entries["d/kernel"]
     assert kernel.kind == "changed" and kernel.values is not None
     assert kernel.values.differing == 32 and kernel.values.max_abs_diff == math.inf

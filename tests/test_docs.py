@@ -41,7 +41,6 @@ PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "CONTRIBUTING.md"
 # this list at merge, after which every relative link must resolve.
 COMING = {
     "docs/keras-hub.md",
-    "docs/architecture.md",
 }
 
 CONSOLE_BLOCK = re.compile(r"^```console\n(.*?)^```$", re.M | re.S)

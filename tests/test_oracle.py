@@ -55,16 +55,18 @@ def test_sample_keras_matches_keras(samples_on_path, name):
     assert got == want
 
 
-def test_custom_nontrainable_without_optimizer_state_is_assumed_trainable(samples_on_path, tmp_path):
-    """Without a trained optimizer nothing records add_weight(trainable=False): varctl says so."""
+def test_custom_nontrainable_without_optimizer_state_is_unknown(samples_on_path, tmp_path):
+    """Without a trained optimizer nothing records add_weight(trainable=False): varctl says the
+    state is unknown (issue 17) instead of stating add_weight's default as a fact."""
     import keras
 
     model = keras_oracle.load(str(SAMPLES / "seed_explicit.keras"), compile=False)
     path = tmp_path / "uncompiled.keras"
     model.save(path)
     info = open_model(str(path))
-    assert [v.trainable for v in info.variables] == [True, True]
-    assert any("assumed trainable" in w for w in info.warnings)
+    assert [v.trainable for v in info.variables] == [None, None]
+    assert [v.reason for v in info.variables] == ["unknown: probably trainable: add_weight's default"] * 2
+    assert any("trainable state of 2 variables is unknown" in w for w in info.warnings)
     assert [v.trainable for v in model.weights] == [True, False]  # what Keras really has
     del keras
 

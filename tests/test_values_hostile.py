@@ -335,7 +335,7 @@ def _surrogate_named(tmp_path: Path, fmt: str) -> Path:
 def test_weights_file_with_names_that_are_not_utf8_reads_and_compares(tmp_path):
     """A weights-only file whose layer groups are named by bytes that are not UTF-8: read, each name a
     str with lone surrogates (surrogateescape), values found through them."""
-    from varctl import checks, diff, stats
+    from varctl import checks, diffs, valuestats
     from varctl.formats import open_model
 
     path = tmp_path / "m.weights.h5"
@@ -350,17 +350,17 @@ def test_weights_file_with_names_that_are_not_utf8_reads_and_compares(tmp_path):
         f"layers/{n}/vars/{i}" for n in ("\udcff\udcfe", "\udc80") for i in (0, 1)
     )
     original = open_model(str(SAMPLES / "seed_dense.keras"))
-    means = sorted(r.values["mean"] for r in stats.stats(info, info.variables))
-    assert means == sorted(r.values["mean"] for r in stats.stats(original, original.variables))
+    means = sorted(r.values["mean"] for r in valuestats.stats(info, info.variables))
+    assert means == sorted(r.values["mean"] for r in valuestats.stats(original, original.variables))
     assert checks.check(info, checks.Assertions(finite=True)).ok
-    assert diff.diff(info, info, values=True).identical
+    assert diffs.diff(info, info, values=True).identical
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_layer_name_with_a_lone_surrogate_reads_and_compares(tmp_path, fmt):
     """The readers and the value commands' cores take the name as it is (escaping it on output is the
     writer's job); the values are those of the original layer."""
-    from varctl import checks, diff, stats
+    from varctl import checks, diffs, valuestats
     from varctl.formats import open_model
 
     path = _surrogate_named(tmp_path, fmt)
@@ -368,10 +368,10 @@ def test_layer_name_with_a_lone_surrogate_reads_and_compares(tmp_path, fmt):
     original = open_model(str(SAMPLES / f"seed_dense.{fmt}"))
     assert [v.shape for v in info.variables] == [v.shape for v in original.variables]
     assert [v.path for v in info.variables][2:] == ["\udc80/kernel", "\udc80/bias"]
-    rows = stats.stats(info, info.variables)
-    want = stats.stats(original, original.variables)
+    rows = valuestats.stats(info, info.variables)
+    want = valuestats.stats(original, original.variables)
     assert [r.values for r in rows] == [r.values for r in want]
     assert checks.check(info, checks.Assertions(finite=True)).ok
-    assert diff.diff(info, info, values=True).identical
-    result = diff.diff(info, original, values=True)
+    assert diffs.diff(info, info, values=True).identical
+    result = diffs.diff(info, original, values=True)
     assert all(e.values is None or e.values.differing == 0 for e in result.entries)

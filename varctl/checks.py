@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from varctl.model import Cause, ModelInfo, Variable
+from varctl.model import Cause, ModelInfo, Variable, within
 from varctl.select import Selector, no_match_error
 
 if TYPE_CHECKING:  # numpy and h5py (via values) only when values are read: `check` of flags needs neither
@@ -108,6 +108,11 @@ class CheckResult:
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes)
 
+    def __repr__(self) -> str:  # the default would print every variable of the model
+        failed = [f"{o.assertion}({o.argument!r})" for o in self.outcomes if not o.ok]
+        verdict = "ok" if self.ok else "FAILED: " + ", ".join(failed)
+        return f"<CheckResult {self.info.source!r}: {len(self.outcomes)} assertion(s), {verdict}>"
+
 
 def _pattern_outcome(
     info: ModelInfo, scope: list[Variable], pattern: str, regex: bool, want_trainable: bool
@@ -135,7 +140,7 @@ def _pattern_outcome(
             v.path,
             ("trainable" if v.trainable else f"not trainable: {v.reason}" if v.reason else "not trainable")
             if v.trainable is not None
-            else "trainable state unknown",
+            else "trainable state unknown (settle it with --load or a saved optimizer state)",
             trainable=v.trainable,
             reason=v.reason,
         )
@@ -144,7 +149,19 @@ def _pattern_outcome(
     if not looked:
         message = f"pattern '{pattern}' selects no variable that can be {kind}"
         return Outcome(kind, pattern, False, message, 0)
-    if offenders:
+    unknown = sum(1 for v in bad if v.trainable is None)
+    if unknown:
+        # neither passes nor fails on a guess: the assertion cannot be made (exit 1, docs/trainable.md)
+        known_bad = len(bad) - unknown
+        message = (
+            f"{known_bad} of {len(looked)} variables selected by '{pattern}' are not {kind}; "
+            if known_bad
+            else f"cannot assert that the variables selected by '{pattern}' are {kind}: "
+        ) + (
+            f"trainable state unknown for {unknown} variable{'s' if unknown != 1 else ''}: settle it "
+            "with --load (and --custom-objects) or by saving with optimizer state"
+        )
+    elif offenders:
         message = f"{len(offenders)} of {len(looked)} variables selected by '{pattern}' are not {kind}"
     else:
         message = f"all {len(looked)} variables selected by '{pattern}' are {kind}"
@@ -221,7 +238,7 @@ def _risk_outcome(info: ModelInfo, assertions: Assertions, name: str, kinds: tup
     risks = [r for r in info.risks if r.kind in kinds]
     if assertions.patterns:  # only risks inside the selected layers
         chosen = {l.path for l in Selector(assertions.patterns, assertions.regex).layers(info)}
-        risks = [r for r in risks if _inside_any(r.where.split(": ", 1)[0], chosen)]
+        risks = [r for r in risks if within(r.where.split(": ", 1)[0], chosen)]
     offenders = tuple(Offender(r.where, r.what) for r in risks)
     what = "Lambda layers or other code" if name == "no_lambda" else "classes or code from outside Keras"
     if offenders:
@@ -229,11 +246,6 @@ def _risk_outcome(info: ModelInfo, assertions: Assertions, name: str, kinds: tup
     else:
         message = f"no {what} in the config"
     return Outcome(name, None, not offenders, message, len(info.layers), offenders)
-
-
-def _inside_any(path: str, chosen: set[str]) -> bool:  # to be replaced by the shared "inside" helper
-    parts = path.split("/")
-    return any("/".join(parts[: i + 1]) in chosen for i in range(len(parts)))
 
 
 def scope_of(info: ModelInfo, patterns: Sequence[str], regex: bool) -> list[Variable]:

@@ -82,6 +82,16 @@ class Plan:
     def before(self) -> ModelInfo:
         return self.parsed.info
 
+    def __repr__(self) -> str:  # the default would print the whole parsed file and its config
+        tb, ta = self.before.totals(), self.after.totals()
+        changes = ", ".join(f"{c.layer!r}: {c.before is not False} -> {c.after}" for c in self.changes[:3])
+        changes += f", ... ({len(self.changes) - 3} more)" if len(self.changes) > 3 else ""
+        return (
+            f"<Plan {self.before.source!r}: {len(self.changes)} layer flag(s) changed [{changes}]; "
+            f"trainable params {tb['trainable']:,} -> {ta['trainable']:,} of {tb['params']:,}; "
+            f"optimizer state {self.optimizer}>"
+        )
+
     @property
     def optimizer(self) -> str:
         """unchanged | remapped | dropped | kept-stale (the JSON `optimizer_state`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -21,6 +22,11 @@ class _Word(str, Enum):
 
     def __format__(self, spec: str) -> str:
         return format(str(self.value), spec)
+
+
+# The class shown for a layer whose class the input does not store (a sublayer held in an attribute
+# of a custom layer or subclassed model, a weights-only file's groups): never a placeholder `?`.
+NOT_STORED = "(not stored)"
 
 
 class ModelFormat(_Word):
@@ -158,10 +164,15 @@ class ModelInfo:
         vs = self.variables if variables is None else variables
         params = sum(v.params for v in vs)
         trainable = sum(v.params for v in vs if v.trainable)
+        # variables whose trainable state the input does not record (custom layers, checkpoints):
+        # counted apart in `unknown` (present only when non-zero; additive: `non_trainable` keeps
+        # its list/2 meaning, params - trainable, and so includes them)
+        unknown = sum(v.params for v in vs if v.trainable is None)
         return {
             "params": params,
             "trainable": trainable,
             "non_trainable": params - trainable,
+            **({"unknown": unknown} if unknown else {}),
             "bytes": sum(v.nbytes for v in vs),
             # packed int4 variables: the weights they hold, beside `params` (stored elements)
             **(
@@ -170,6 +181,25 @@ class ModelInfo:
                 else {}
             ),
         }
+
+    # How it shows itself in Python (varctl/api.py builds each view from the `list` report).
+    def summary(self) -> str:
+        """A few lines: file, format, Keras version, class and name, counts and totals, warnings."""
+        from varctl.api import summary_text
+
+        return summary_text(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a compact HTML table of the variables (escaped, no script)."""
+        from varctl.api import html_table
+
+        return html_table(self)
+
+    def __rich__(self) -> Any:
+        """rich (a terminal, `rich.print(info)`): the table `varctl list` draws."""
+        from varctl.api import rich_renderable
+
+        return rich_renderable(self)
 
     def to_dict(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, Any]:
         vs = self.variables if variables is None else variables
@@ -185,3 +215,18 @@ class ModelInfo:
             "totals": self.totals(vs),
             "warnings": list(self.warnings),
         }
+
+
+def within(layer_path: str, roots: Collection[str]) -> bool:
+    """Is the layer at `layer_path` one of `roots` or inside one of them? (THE "is inside" rule:
+    `base/conv` is inside `base`; `base_2` is not.) Pass a set for many roots: one lookup per level."""
+    if not isinstance(roots, (set, frozenset, dict)):
+        roots = set(roots)
+    if layer_path in roots:
+        return True
+    cut = layer_path.find("/")
+    while cut != -1:
+        if layer_path[:cut] in roots:
+            return True
+        cut = layer_path.find("/", cut + 1)
+    return False

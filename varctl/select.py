@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from varctl.errors import UsageError
-from varctl.model import Layer, ModelInfo, Variable
+from varctl.model import Layer, ModelInfo, Variable, within
 
 
 @dataclass(frozen=True)
@@ -63,19 +63,6 @@ class Selector:
         return [v for v in info.variables if within(v.layer, chosen)]
 
 
-def within(layer_path: str, roots: Collection[str]) -> bool:
-    """Is the layer at `layer_path` one of `roots` or inside one of them? (THE "is inside" rule:
-    `base/conv` is inside `base`; `base_2` is not.) Pass a set for many roots: one lookup per level."""
-    if not isinstance(roots, (set, frozenset, dict)):
-        roots = set(roots)
-    if layer_path in roots:
-        return True
-    cut = layer_path.find("/")
-    while cut != -1:
-        if layer_path[:cut] in roots:
-            return True
-        cut = layer_path.find("/", cut + 1)
-    return False
 
 
 def choose_layers(

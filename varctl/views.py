@@ -15,9 +15,9 @@ from varctl.render import Annotation, Column, Kind, Report, human_bytes
 
 if TYPE_CHECKING:
     from varctl.checks import CheckResult
-    from varctl.diff import DiffResult
+    from varctl.diffs import DiffResult
     from varctl.edit import Plan
-    from varctl.stats import VariableStats
+    from varctl.valuestats import VariableStats
 
 LAYERS_SCHEMA = "varctl.layers/1"
 PLAN_SCHEMA = "varctl.edit/1"
@@ -89,7 +89,13 @@ def summary(totals: dict[str, int]) -> list[str]:
     return [
         f"Total params: {params:,} ({human_bytes(totals['bytes'])})",
         f"Trainable params: {trainable:,} ({pct})",
-        f"Non-trainable params: {totals['non_trainable']:,}",
+        # the table separates what is known not to train from what the input does not say
+        f"Non-trainable params: {totals['non_trainable'] - totals.get('unknown', 0):,}",
+        *(
+            [f"Unknown: {totals.get('unknown', 0):,} params (trainable state not in the file: see warnings)"]
+            if totals.get("unknown")
+            else []
+        ),
         *(
             [f"Logical weights: {totals['logical_params']:,} (int4 packs two per stored byte; params counts stored elements)"]
             if "logical_params" in totals
@@ -186,8 +192,11 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
 def plan_report(plan: Plan, *, action: str, output: str | None, dry_run: bool) -> Report:
     """The layers whose flag changes (trainable before -> after) and the trainable totals before -> after."""
     tb, ta = plan.before.totals(), plan.after.totals()
+    ub, ua = tb.get("unknown", 0), ta.get("unknown", 0)
     lines = [
-        f"Trainable params: {tb['trainable']:,} -> {ta['trainable']:,} (of {tb['params']:,})",
+        f"Trainable params: {tb['trainable']:,} -> {ta['trainable']:,} (of {tb['params']:,})"
+        # a change varctl cannot know is not claimed: params of unknown state are counted apart
+        + (f"; unknown: {ub:,} -> {ua:,} params (see `varctl list` warnings)" if ub or ua else ""),
         f"Trainable variables: {sum(1 for v in plan.before.variables if v.trainable)} -> "
         f"{sum(1 for v in plan.after.variables if v.trainable)}",
     ]
@@ -202,7 +211,12 @@ def plan_report(plan: Plan, *, action: str, output: str | None, dry_run: bool) -
             {"layer": c.layer, "class_name": c.class_name, "before": c.before is not False, "after": c.after}
             for c in plan.changes
         ],
-        "trainable_params": {"before": tb["trainable"], "after": ta["trainable"]},
+        "trainable_params": {
+            "before": tb["trainable"],
+            "after": ta["trainable"],
+            # params whose trainable state the file does not record (present only when non-zero)
+            **({"unknown_before": ub, "unknown_after": ua} if ub or ua else {}),
+        },
         "optimizer_state": plan.optimizer,
         "notes": list(plan.notes),
     }

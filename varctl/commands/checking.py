@@ -147,7 +147,7 @@ def diff(
     fmt: CIFormatOpt = CIFormat.table,
 ) -> None:
     """Show variables added, removed or changed (shape, dtype, trainable, values) from A to B; exit 1 if any.  Example: varctl diff old.keras new.h5 --values"""
-    from varctl import diff as diff_core
+    from varctl import diffs as diff_core
     from varctl import views
     from varctl.render import render
 
@@ -172,7 +172,7 @@ def stats(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Per-variable min, max, mean, std, fraction of zeros, NaN and Inf counts, read in bounded chunks.  Example: varctl stats m.keras -p 'dense*' -f json"""
-    from varctl import stats as stats_core
+    from varctl import valuestats as stats_core
     from varctl import views
     from varctl.select import Selector, filter_trainable
 

@@ -278,6 +278,10 @@ def dataset_meta(ds: h5py.Dataset) -> tuple[tuple[int, ...], str, int]:
         marked = marked.decode("utf-8", errors="replace")
     if isinstance(marked, str) and marked == "bfloat16":  # not an array, a number, ...: no marker
         return shape, "bfloat16", 2
+    if dt.kind == "V" and dt.fields is None and dt.itemsize == 2 and dt.subdtype is None:
+        # an opaque 2-byte type without the marker (legacy .h5 writes ml_dtypes' bfloat16 so):
+        # the only 2-byte dtype Keras stores opaque
+        return shape, "bfloat16", 2
     name = dt.name if dt.kind != "O" else "object"
     if dt.kind == "S":
         name = "string"

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from varctl.model import NOT_STORED
+
 Config = dict[str, Any]
 
 # Where a sublayer without a config entry of its own gets its `trainable` flag when Keras loads it.
@@ -334,7 +336,7 @@ def class_and_config(entry: Config) -> tuple[str, Config]:
     """(class_name, config) of a serialized Keras object, tolerating odd shapes."""
     cls = entry.get("class_name")
     cfg = entry.get("config")
-    return (str(cls) if cls is not None else "?", cfg if isinstance(cfg, dict) else {})
+    return (str(cls) if cls is not None else NOT_STORED, cfg if isinstance(cfg, dict) else {})
 
 
 def is_builtin(entry: Config) -> bool:

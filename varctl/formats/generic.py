@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from varctl.formats import _layout
-from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
+from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Variable
 
 # Objects that hold training state, not model variables: a tf.train.Checkpoint's `optimizer` and
 # `save_counter`, and what a compiled Keras model tracks besides its layers (as the static reader).
@@ -33,7 +33,7 @@ def layers_from_variables(variables: Sequence[Variable]) -> tuple[Layer, ...]:
                 seen[path] = Layer(
                     path=path,
                     name=parts[i],
-                    class_name="?",
+                    class_name=NOT_STORED,
                     flag=True,
                     config_flag=None,
                     editable=False,

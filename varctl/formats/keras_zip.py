@@ -385,8 +385,8 @@ class _Walker:
     def _own_variables(self, node: Node, vars_group: _manifest.Group, prefix: str) -> None:
         keys = _manifest.member_names(vars_group)
         if not all(k.isdigit() for k in keys):
-            odd = next(k for k in keys if not k.isdigit())
-            raise UnreadableModel(f"unexpected member '{prefix}/{odd}' in the weights file")
+            self._custom_layout(node, vars_group, prefix, keys)
+            return
         keys.sort(key=int)
         datasets = []
         for k in keys:
@@ -408,6 +408,26 @@ class _Walker:
             spec = specs[i] if specs is not None else None
             name = spec.name if spec is not None else f"vars/{k}"
             self.tree.add_variable(node, name, shape, dtype, itemsize, f"{prefix}/{k}", spec)
+
+    def _custom_layout(self, node: Node, vars_group: _manifest.Group, prefix: str, keys: list[str]) -> None:
+        """A layer whose `save_own_variables` writes its own keys (`vars/variables`): Keras loads it
+        with the layer's `load_own_variables`, so the stored keys are listed as names, as stored."""
+        keys.sort(key=_h5safe.natural_key)
+        node.known = False
+        listed = []
+        for k in keys:
+            ds = _manifest.get_dataset(vars_group, k)
+            if ds is None:
+                continue
+            listed.append(k)
+            self.tree.add_variable(node, k, ds.shape, ds.dtype, ds.itemsize, f"{prefix}/{k}", None)
+        shown = ", ".join(f"`{k}`" for k in listed[:5]) + (" ..." if len(listed) > 5 else "")
+        self.tree.warnings.append(
+            f"layer `{node.path or node.name}` ({node.class_name}) saves its variables its own way "
+            f"(save_own_variables): listed as stored, under their keys ({shown or 'none'}); the file "
+            "does not say which of the layer's variables they are, nor whether it has others. For "
+            "every variable, load the model with Keras: varctl list --load --custom-objects layers.py MODEL"
+        )
 
     def _unexpected(self, node: Node, attr: str, group: _manifest.Group, prefix: str) -> None:
         """Groups the config and catalog do not describe: list their variables generically."""

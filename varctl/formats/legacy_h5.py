@@ -174,6 +174,17 @@ def _owner(tree: Tree, top: Node, path: str, names: dict[str, list[Node]]) -> No
     return matches[0] if len(matches) == 1 else top
 
 
+def _sublayer(tree: Tree, owner: Node, path: str) -> Node:
+    """A custom layer's weight path names the sublayers the config does not describe
+    (`holder/dense_7/kernel`): they become generic children of the custom layer, as in `.keras`."""
+    layer_path = path.rsplit("/", 1)[0] if "/" in path else ""
+    if owner.known or not owner.path or not layer_path.startswith(owner.path + "/"):
+        return owner
+    for part in layer_path[len(owner.path) + 1 :].split("/"):
+        owner = owner.attr_children.get(part) or tree.add_generic_child(owner, part, part)
+    return owner
+
+
 def _attach(tree: Tree, manifest: Manifest) -> None:
     tops = {n.name: n for n in tree.root.list_children}
     for lname, weights in manifest.groups:
@@ -185,6 +196,8 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
             clean = wname.split(":")[0]  # Keras 2 files append `:0`
             path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
             owner = _owner(tree, top, path, names)
+            if path == clean:  # the weight's own path, not one varctl prefixed (a name scope)
+                owner = _sublayer(tree, owner, path)
             vname = clean.rsplit("/", 1)[-1]
             tree.add_variable(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 

@@ -176,7 +176,7 @@ def read(path: str, source: str, kind: str, options: LoadOptions) -> ModelInfo:
                 quantization=quantization.loaded_label(layer) if layer is not None else None,
             )
         )
-    warnings_ = [*untracked_variables(model, layers), *notes]
+    warnings_ = [*untracked_variables(model, layers), *notes, *_unsaved(model, kind, variables)]
     if dead := quantization.loaded_dead_adapters(layers, trainable):
         warnings_.append(quantization.lora_warning(dead))
     return ModelInfo(
@@ -262,6 +262,27 @@ def _save_order(model: Any, notes: list[str]) -> list[Any]:
             "(a layer's custom save_own_variables) not listed"
         )
     return variables
+
+
+def _unsaved(model: Any, kind: str, variables: list[Variable]) -> list[str]:
+    """Weights a `.keras` save does not write (a layer's custom save_own_variables skips them):
+    listed like the others, and flagged, since loading leaves them as the layer's code made them."""
+    if kind != "keras":
+        return []
+    replay: list[str] = []
+    saved = _save_order(model, replay)
+    if replay:  # the replay degraded, or saved values that are not variables: not certain
+        return []
+    written = {id(v) for v in saved}
+    missing = [row.path for v, row in zip(model.weights, variables, strict=True) if id(v) not in written]
+    if not missing:
+        return []
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    names = ", ".join(f"`{p}`" for p in missing[:5]) + more
+    return [
+        f"weights not written when this model is saved: {names} (a layer's save_own_variables "
+        "skips them): after loading they hold what the layer's code creates, not saved values"
+    ]
 
 
 def _legacy_order(model: Any) -> list[Any]:

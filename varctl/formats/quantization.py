@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from varctl.formats.catalog import LayerSpec, VarSpec
-from varctl.model import Cause, ModelInfo, Variable
+from varctl.model import Cause, ModelInfo, Variable, within
 
 if TYPE_CHECKING:
     from varctl.formats.tree import Node, Tree
@@ -397,7 +397,7 @@ def check_unfreeze(after: ModelInfo, roots: list[str]) -> None:
     quantized weight (created non-trainable: no flag in the file can change that)."""
     from varctl.errors import UsageError
 
-    inside = [v for v in after.variables if any(v.layer == r or v.layer.startswith(r + "/") for r in roots)]
+    inside = [v for v in after.variables if within(v.layer, roots)]
     if not inside or any(v.trainable for v in inside):
         return
     if not all(v.quantization and v.cause is Cause.NATURE for v in inside):
@@ -444,7 +444,7 @@ def unfreeze_notes(after: ModelInfo, roots: list[str]) -> list[str]:
     """What an unfreeze of quantized or LoRA layers does not give (notes for the plan)."""
 
     def selected(path: str) -> bool:
-        return any(path == r or path.startswith(r + "/") for r in roots)
+        return within(path, roots)
 
     stay: dict[str, list[str]] = {}
     dead: list[str] = []

@@ -12,6 +12,7 @@ tests/test_optimizer_state.py; anything else is not remapped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -69,7 +70,9 @@ def layout_for(optimizer: Any) -> Layout | None:
 def trainable_order(info: ModelInfo) -> list[Variable] | None:
     """`model.trainable_variables` (after Keras loads the file) in order, or None if not certain."""
     order = model_order(info)
-    return None if order is None else [v for v in order if v.trainable]
+    if order is None or any(v.cause is Cause.UNKNOWN for v in order):
+        return None  # a variable of unknown state may or may not have its slot
+    return [v for v in order if v.trainable]
 
 
 def model_order(info: ModelInfo) -> list[Variable] | None:
@@ -111,6 +114,7 @@ def model_order(info: ModelInfo) -> list[Variable] | None:
     return out
 
 
+_UNKNOWN_STATE = re.compile(r"; the trainable state of \d+ variables? is unknown( \((?:[^()]|\([^()]*\))*\))?")
 INFERRED = "created non-trainable (inferred from the saved optimizer state)"
 
 
@@ -126,16 +130,13 @@ def infer_unknown_by_name(
     if layout is None or not layout.calls or not info.trainable:
         return None
     first = layout.calls[0][0]
-    known = {l.path: l.known for l in info.layers}
 
     def has_slot(v: Variable) -> bool:
         return f"{key(v)}_{first}" in slots
 
-    if not all(has_slot(v) for v in info.variables if v.trainable and known.get(v.layer, True)):
+    if not all(has_slot(v) for v in info.variables if v.trainable):
         return None
-    frozen = {
-        v.path for v in info.variables if v.trainable and not known.get(v.layer, True) and not has_slot(v)
-    }
+    frozen = {v.path for v in info.variables if v.cause is Cause.UNKNOWN and not has_slot(v)}
     return _settle(info, frozen)
 
 
@@ -165,15 +166,13 @@ def infer_unknown(
     order = model_order(info)
     if order is None:
         return None
-    known = {l.path: l.known for l in info.layers}
     # Units in model order: a known trainable variable must match the next slot; an unknown
-    # layer contributes a trainable prefix of its variables of any length.
+    # layer contributes a trainable prefix of its variables of unknown state, of any length.
     units: list[tuple[str, list[Variable]]] = []
     for v in order:
-        if known.get(v.layer, True):
-            if v.trainable:
-                units.append(("known", [v]))
-        elif v.trainable:
+        if v.trainable:
+            units.append(("known", [v]))
+        elif v.cause is Cause.UNKNOWN:
             if units and units[-1][0] == "unknown" and units[-1][1][0].layer == v.layer:
                 units[-1][1].append(v)
             else:
@@ -218,15 +217,30 @@ def infer_unknown(
 
 
 def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
-    """`info` with the variables in `frozen` marked not trainable, and a warning naming them."""
-    if not frozen:
+    """`info` with its variables of unknown state settled: those in `frozen` not trainable, the
+    others trainable (each has its optimizer slot), and a warning naming the frozen ones."""
+    if not any(v.cause is Cause.UNKNOWN for v in info.variables):
         return None
-    variables = tuple(
-        replace(v, cause=Cause.NATURE, detail=INFERRED) if v.path in frozen else v for v in info.variables
-    )
-    names = ", ".join(f"`{p}`" for p in sorted(frozen)[:5]) + (" ..." if len(frozen) > 5 else "")
-    note = (
-        f"{names} not trainable: inferred from the saved optimizer state, which holds slots only "
-        "for trainable variables (the file does not record add_weight(trainable=False))"
-    )
-    return replace(info, variables=variables, warnings=(*info.warnings, note))
+
+    def settled(v: Variable) -> Variable:
+        if v.cause is not Cause.UNKNOWN:
+            return v
+        if v.path in frozen:
+            return replace(v, cause=Cause.NATURE, detail=INFERRED)
+        return replace(v, cause=Cause.TRAINABLE, detail=None)
+
+    variables = tuple(settled(v) for v in info.variables)
+    # settled: the warnings no longer say the state is unknown (tree.Tree._unknown_warnings), and
+    # go when nothing else is missing (names, listed as vars/0, ...)
+    notes: tuple[str, ...] = ()
+    for w in info.warnings:
+        stripped = _UNKNOWN_STATE.sub("", w)
+        if stripped == w or "vars/0" in stripped:
+            notes += (stripped,)
+    if frozen:
+        names = ", ".join(f"`{p}`" for p in sorted(frozen)[:5]) + (" ..." if len(frozen) > 5 else "")
+        notes += (
+            f"{names} not trainable: inferred from the saved optimizer state, which holds slots only "
+            "for trainable variables (the file does not record add_weight(trainable=False))",
+        )
+    return replace(info, variables=variables, warnings=notes)

@@ -33,7 +33,7 @@ from varctl.formats.catalog import (
     keras_module,
     spec_for,
 )
-from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
+from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
 
 Config = dict[str, Any]
 
@@ -137,6 +137,13 @@ def risk_warnings(risks: list[Risk] | tuple[Risk, ...]) -> list[str]:
             more = f" and {len(found) - 5} more" if len(found) > 5 else ""
             out.append(f"the model {text}: {shown}{more}")
     return out
+
+
+def _unknown_detail(node: Node) -> str:
+    """The guess kept beside an UNKNOWN cause (information, never the value)."""
+    if node.pointer is None and node.attr is not None:
+        return "probably trainable: a sublayer the layer's code rebuilds (trainable unless it freezes it)"
+    return "probably trainable: add_weight's default"
 
 
 def _expected_shapes(cls: str, cfg: Config) -> dict[str, tuple[int | None, ...]]:
@@ -337,11 +344,14 @@ class Tree:
         """A sublayer found in the weights that the config and catalog do not describe."""
         child = Node(
             name=name,
-            class_name="?",
+            class_name=NOT_STORED,
             config={},
             spec=None,
             parent=parent,
-            flag=parent.flag,
+            # Keras 3 rebuilds a sublayer without a config entry from the layer's code: its own
+            # flag is the code's (trainable unless the code freezes it), whatever its parent's
+            # flag; Keras 2 gates it by the parent's (_effective walks up for that).
+            flag=True if self.major >= 3 else parent.flag,
             config_flag=None,
             pointer=None,
             attr=attr,
@@ -365,7 +375,10 @@ class Tree:
     ) -> None:
         """Attach one variable found in the weights; its trainability is decided in finish()."""
         layer = node.path
-        created_trainable = spec.trainable if spec else True
+        if spec is None:  # the file does not record add_weight(trainable=...) of a custom layer
+            cause, detail = Cause.UNKNOWN, None
+        else:
+            cause, detail = (Cause.TRAINABLE, None) if spec.trainable else (Cause.NATURE, spec.nature)
         var = Variable(
             path=f"{layer}/{name}" if layer else name,
             layer=layer,
@@ -373,8 +386,8 @@ class Tree:
             shape=shape,
             dtype=dtype,
             # provisional (resolved in finish()): how the variable was created
-            cause=Cause.TRAINABLE if created_trainable else Cause.NATURE,
-            detail=spec.nature if spec else None,
+            cause=cause,
+            detail=detail,
             storage=storage,
             itemsize=itemsize,
         )
@@ -409,6 +422,8 @@ class Tree:
             return Cause.MODEL, self.root.name
         if var.cause is Cause.NATURE:  # provisional cause = how it was created
             return Cause.NATURE, var.detail
+        # Keras 3 Layer._track_variable: a variable created while its layer is frozen is frozen,
+        # whatever add_weight was told (the flag comes from the config, before build())
         if not node.flag:
             return Cause.LAYER, self._frozen_by(node)
         if self.major == 2:
@@ -419,6 +434,8 @@ class Tree:
                 if not cur.flag:
                     return Cause.LAYER, self._frozen_by(cur)
                 cur = cur.parent
+        if var.cause is Cause.UNKNOWN:
+            return Cause.UNKNOWN, _unknown_detail(node)
         return Cause.TRAINABLE, None
 
     def _inconsistencies(self, nodes: list[Node]) -> list[str]:
@@ -470,6 +487,56 @@ class Tree:
                     f"layer `{node.path}` is frozen but contains trainable layers {names}: "
                     "Keras trains them after loading (a container's flag does not gate its children)"
                 )
+        return out
+
+    def _unknown_warnings(self, nodes: list[Node]) -> list[str]:
+        """One warning per cause of unknown names or flags: per unknown class (naming its layers),
+        and one for the sublayers whose class the file does not store."""
+        by_class: dict[str, list[Node]] = {}
+        unstored: list[Node] = []
+        for n in nodes:
+            if n.known or not n.variables:
+                continue
+            if n.class_name == NOT_STORED:
+                unstored.append(n)
+            else:
+                by_class.setdefault(n.class_name, []).append(n)
+        out = []
+        remedy = (
+            "To settle it, load the model with Keras, giving the Python file that defines the "
+            "classes (varctl list --load --custom-objects layers.py MODEL), or save the model "
+            "compiled after training, with its optimizer state"
+        )
+
+        def places(found: list[Node]) -> str:
+            shown = ", ".join(f"`{n.path}`" for n in found[:5])
+            return shown + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+
+        def unknown_state(found: list[Node], why: str) -> str:
+            count = sum(1 for n in found for v in n.variables if v.cause is Cause.UNKNOWN)
+            if not count:
+                return ""
+            return f"; the trainable state of {count} variable{'s' if count != 1 else ''} is unknown{why}"
+
+        def generic(found: list[Node]) -> bool:
+            return any(v.name.startswith("vars/") for n in found for v in n.variables)
+
+        for cls, found in sorted(by_class.items()):
+            state = unknown_state(found, " (add_weight(trainable=...) is not recorded)")
+            if not state and not generic(found):
+                continue  # names from the file, flags from the config: nothing is missing
+            names = " nor their names (listed as vars/0, ...)" if generic(found) else ""
+            out.append(
+                f"layer class `{cls}` is not known to varctl ({places(found)}): the file does not "
+                f"store how its variables were created{names}{state}. {remedy}"
+            )
+        if unstored:
+            names = " nor their variables' names (listed as vars/0, ...)" if generic(unstored) else ""
+            state = unknown_state(unstored, " (the layer's code may freeze them)")
+            out.append(
+                f"sublayers held in attributes of custom layers or models ({places(unstored)}): the "
+                f"file stores their variables but not their class{names}{state}. {remedy}"
+            )
         return out
 
     def _shape_mismatches(self, nodes: list[Node]) -> list[str]:
@@ -597,20 +664,8 @@ class Tree:
                 new_vars.append(nv)
             node.variables = new_vars
         self.order = self._weights_order([resolved[id(v)] for v in self.order])
-        unknown: dict[str, bool] = {}
         nodes = everything[1:]
-        for n in nodes:
-            if not n.known and n.variables:
-                generic = any(v.name.startswith("vars/") for v in n.variables)
-                unknown[n.class_name] = unknown.get(n.class_name, False) or generic
-        for cls, generic in sorted(unknown.items()):
-            names = "listed with generic names (vars/0, ...) and " if generic else ""
-            self.warnings.append(
-                f"layer class `{cls}` is not known to varctl: its variables are {names}assumed "
-                "trainable (add_weight's default). For exact names and flags, load the model with "
-                "Keras, giving the Python file that defines the class: "
-                "varctl list --load --custom-objects layers.py MODEL"
-            )
+        self.warnings.extend(self._unknown_warnings(nodes))
         self.warnings.extend(self._shape_mismatches(nodes))
         self.warnings.extend(self._inconsistencies(everything))
         self.warnings.extend(risk_warnings(self.risks))

@@ -27,7 +27,7 @@ from varctl.formats._layout import (
     weight_dataset,
 )
 from varctl.formats.parsed import Parsed
-from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
+from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Variable
 
 if TYPE_CHECKING:
     import h5py
@@ -172,7 +172,7 @@ class _Walker:
             Layer(
                 path=path,
                 name=path.rsplit("/", 1)[-1],
-                class_name="?",
+                class_name=NOT_STORED,
                 flag=True,
                 config_flag=None,
                 editable=False,
@@ -194,7 +194,7 @@ def _legacy(h5s: Any, h5: Any) -> tuple[list[Variable], list[Layer]]:
         group = h5s.get_group(h5, lname)
         if group is None:
             raise UnreadableModel(f"weights file has no group for layer '{lname}'")
-        layers.append(Layer(lname, lname, "?", True, None, False, 0, None, known=False))
+        layers.append(Layer(lname, lname, NOT_STORED, True, None, False, 0, None, known=False))
         names = h5s.list_attr(group, WEIGHT_NAMES) or []
         budget.spend(len(names))
         for wname in names:

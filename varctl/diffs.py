@@ -70,6 +70,10 @@ class DiffResult:
     def identical(self) -> bool:
         return not self.changes
 
+    def __repr__(self) -> str:  # the default would print every variable of both models
+        counts = ", ".join(f"{n} {k}" for k, n in self.counts().items())
+        return f"<DiffResult {self.a.source!r} -> {self.b.source!r}: {counts}>"
+
     def counts(self) -> dict[str, int]:
         out = {"added": 0, "removed": 0, "changed": 0, "unchanged": 0}
         for c in self.entries:
@@ -216,3 +220,4 @@ def diff_bytes(a: ModelInfo, b: ModelInfo) -> int:
     """Bytes `diff --values` reads (for a progress bar)."""
     paths = {v.path: v for v in b.variables}
     return sum(v.nbytes + paths[v.path].nbytes for v in a.variables if v.path in paths)
+

@@ -167,3 +167,4 @@ def stats(
         progress(nbytes)
     progress(sum(v.nbytes for v in variables if not is_numeric(v)))
     return [VariableStats(v, found.get(id(v)) or _empty()) for v in variables]
+
