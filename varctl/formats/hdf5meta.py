@@ -1293,6 +1293,8 @@ class h5safe:  # noqa: N801 - used as a module-like namespace: `h5 = hdf5meta.h5
             return shape, "object", 8
         if kind == "S":
             return shape, "string", size
+        if kind == "V" and size == 2:  # opaque 2 bytes without the marker: as _h5safe (legacy .h5)
+            return shape, "bfloat16", 2
         if kind == "V":
             return shape, f"void{8 * size}", size
         names = {"f": "float", "i": "int", "u": "uint"}
