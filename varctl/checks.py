@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from varctl.model import Cause, ModelInfo, Variable, within
 from varctl.select import Selector, no_match_error
-from varctl.values import ValueReader, batches, in_child, is_numeric
+
+if TYPE_CHECKING:  # numpy and h5py (via values) only when values are read: `check` of flags needs neither
+    from varctl.values import ValueReader
 
 Progress = Callable[[int], None]  # called with the number of file bytes just read
 
@@ -185,6 +185,10 @@ def _param_outcome(scope: list[Variable], bound: int, is_max: bool) -> Outcome:
 
 def nonfinite(reader: ValueReader, variable: Variable, progress: Progress = _no_progress) -> tuple[int, int]:
     """(NaN count, Inf count) of one variable, read in chunks."""
+    import numpy as np
+
+    from varctl.values import is_numeric
+
     nan = inf = 0
     floating = variable.dtype == "bfloat16" or (is_numeric(variable) and np.dtype(variable.dtype).kind == "f")
     if not floating:
@@ -201,11 +205,15 @@ def nonfinite(reader: ValueReader, variable: Variable, progress: Progress = _no_
 
 def _nonfinite_batch(info: ModelInfo, variables: list[Variable]) -> list[tuple[int, int]]:
     """Runs in the sandbox child: (NaN, Inf) counts of each variable."""
+    from varctl.values import ValueReader
+
     with ValueReader(info) as reader:
         return [nonfinite(reader, v) for v in variables]
 
 
 def _finite_outcome(info: ModelInfo, scope: list[Variable], progress: Progress) -> Outcome:
+    from varctl.values import ValueReader, batches, in_child
+
     ValueReader.require(info)
     counts: list[tuple[int, int]] = []
     for batch in batches(scope, _nbytes):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
-
-import h5py
-from h5py import h5l
+from typing import TYPE_CHECKING, Any
 
 from varctl.errors import UnreadableModel, UnsafeFile
+
+if TYPE_CHECKING:
+    import h5py
 
 # A real model has thousands of objects, not millions: past this a walk is refused, not slow.
 MAX_OBJECTS = 2_000_000
@@ -21,14 +21,29 @@ MAX_ATTR_BYTES = 64 * 1024 * 1024
 MAX_ATTR_ITEMS = 10_000_000
 MAX_DEPTH = 200  # group nesting; a deeply nested real model is a few dozen levels
 # Filters HDF5 and h5py implement themselves. Any other id would make HDF5 look for a plugin
-# (a shared library) when values are read: refused, and plugin loading is switched off below.
-_BUILTIN_FILTERS = frozenset(
-    {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32,
-     h5py.h5z.FILTER_SZIP, h5py.h5z.FILTER_NBIT, h5py.h5z.FILTER_SCALEOFFSET, h5py.h5z.FILTER_LZF}
-)  # fmt: skip
+# (a shared library) when values are read: refused, and plugin loading is switched off in lib().
+_BUILTIN_FILTERS: frozenset[int] = frozenset()
+_LIB: Any = None
 
 
-def _no_plugins() -> None:
+def lib() -> Any:
+    """h5py, imported on first use (`varctl list` of a Keras file never needs it), with HDF5's
+    plugin search path emptied first. Every h5py.File varctl opens goes through here."""
+    global _LIB, _BUILTIN_FILTERS
+    if _LIB is None:
+        import h5py
+
+        z = h5py.h5z
+        _BUILTIN_FILTERS = frozenset(
+            {z.FILTER_DEFLATE, z.FILTER_SHUFFLE, z.FILTER_FLETCHER32, z.FILTER_SZIP, z.FILTER_NBIT,
+             z.FILTER_SCALEOFFSET, z.FILTER_LZF}
+        )  # fmt: skip
+        _no_plugins(h5py)
+        _LIB = h5py
+    return _LIB
+
+
+def _no_plugins(h5py: Any) -> None:
     """Empty HDF5's plugin search path (HDF5_PLUGIN_PATH included): no filter library is ever loaded."""
     try:
         while h5py.h5pl.size():
@@ -37,7 +52,12 @@ def _no_plugins() -> None:
         pass
 
 
-_no_plugins()
+def is_group(obj: object) -> bool:
+    return isinstance(obj, lib().Group)
+
+
+def is_dataset(obj: object) -> bool:
+    return isinstance(obj, lib().Dataset)
 
 
 class Budget:
@@ -69,6 +89,7 @@ def _link_kind(group: h5py.Group, name: str) -> str:
 
 
 def _kind(typecode: int, name: str) -> str:
+    h5l = lib().h5l
     if typecode == h5l.TYPE_HARD:
         return "hard"
     if typecode == h5l.TYPE_EXTERNAL:
@@ -101,7 +122,7 @@ def _encode(name: str | bytes) -> bytes:
 def get_member(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
     """A group or (checked) dataset `name`, or None; refuses links."""
     obj = _get(group, name)
-    if isinstance(obj, h5py.Dataset):
+    if is_dataset(obj):
         check_dataset(obj)
     return obj
 
@@ -111,13 +132,14 @@ def get_group(group: h5py.Group, name: str) -> h5py.Group | None:
     obj = _get(group, name)
     if obj is None:
         return None
-    if not isinstance(obj, h5py.Group):
+    if not is_group(obj):
         raise UnreadableModel(f"HDF5 member '{obj.name}' should be a group")
     return obj
 
 
 def check_dataset(ds: h5py.Dataset) -> h5py.Dataset:
     """Refuse datasets whose bytes live outside this file."""
+    lib()
     try:
         if ds.is_virtual:
             raise UnsafeFile(f"HDF5 dataset '{ds.name}' is a virtual dataset (refused)")
@@ -142,7 +164,7 @@ def get_dataset(group: h5py.Group, name: str) -> h5py.Dataset | None:
     obj = _get(group, name)
     if obj is None:
         return None
-    if not isinstance(obj, h5py.Dataset):
+    if not is_dataset(obj):
         raise UnreadableModel(f"HDF5 member '{obj.name}' should be a dataset")
     return check_dataset(obj)
 
@@ -173,7 +195,7 @@ def _decode_name(name: bytes) -> str:
 def subgroups(group: h5py.Group, budget: Budget) -> Iterator[tuple[str, h5py.Group]]:
     for n in member_names(group, budget):
         obj = _get(group, n)
-        if isinstance(obj, h5py.Group):
+        if is_group(obj):
             yield n, obj
 
 

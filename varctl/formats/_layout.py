@@ -46,16 +46,17 @@ def name_key(attr: str) -> str:
     return f"~{attr}" if attr.startswith("_") else attr
 
 
-def weight_dataset(group: h5py.Group, wname: str) -> h5py.Dataset | None:
-    """The dataset a `weight_names` entry names inside its layer's group (None if there is none)."""
-    import h5py
+def weight_dataset(group: h5py.Group, wname: str, h5s: Any = None) -> h5py.Dataset | None:
+    """The dataset a `weight_names` entry names inside its layer's group (None if there is none).
 
-    from varctl.formats import _h5safe
+    `h5s`: the backend whose objects `group` is (default `_h5safe`, h5py)."""
+    if h5s is None:
+        from varctl.formats import _h5safe as h5s
 
-    ds: h5py.Group | h5py.Dataset | None = group
+    ds: Any = group
     for part in wname.split("/"):
-        ds = _h5safe.get_member(ds, part) if isinstance(ds, h5py.Group) else None
-    return ds if isinstance(ds, h5py.Dataset) else None
+        ds = h5s.get_member(ds, part) if h5s.is_group(ds) else None
+    return ds if h5s.is_dataset(ds) else None
 
 
 def parse_json(data: bytes, what: str) -> Any:

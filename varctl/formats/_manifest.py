@@ -1,16 +1,25 @@
 """An in-memory copy of a Keras 3 weights HDF5's metadata: groups, datasets' shape/dtype, the
-`name` attribute of `vars` groups. Scanned once through _h5safe (in the sandbox); readers then
-walk it as often as they like without the file (an editor re-interprets an edited config on it).
+`name` attribute of `vars` groups. Scanned once (in the sandbox) through a backend with the
+_h5safe calls: `hdf5meta.h5safe` (stdlib, the default) or `_h5safe` (h5py, the fallback); readers
+then walk it as often as they like without the file (an editor re-interprets an edited config on it).
 
 The functions mirror the _h5safe calls the walkers make, errors included.
 """
 
 from __future__ import annotations
 
-import h5py
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from varctl.errors import UnreadableModel, UnsafeFile
-from varctl.formats import _h5safe
+from varctl.formats import hdf5meta
+
+T = TypeVar("T")
+# VARCTL_HDF5: unset/"auto" reads with hdf5meta and falls back to h5py; "h5py" forces the fallback;
+# "strict" turns a refusal of hdf5meta into an error (tests: prove the fast path read the file).
+ENV = "VARCTL_HDF5"
 
 
 class Dataset:
@@ -41,29 +50,70 @@ class Group:
         self.name, self.attr_name, self.members = state
 
 
-def scan(
-    group: h5py.Group, budget: _h5safe.Budget, skip: frozenset[str] = frozenset(), depth: int = 0
-) -> Group:
-    """The metadata below `group` (members in `skip` left out), every member checked by _h5safe."""
-    if depth > _h5safe.MAX_DEPTH:
+def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = frozenset(), depth: int = 0) -> Group:
+    """The metadata below `group` (members in `skip` left out), every member checked by `h5s`
+    (`hdf5meta.h5safe` or `_h5safe`, whose objects `group` is)."""
+    if depth > h5s.MAX_DEPTH:
         raise UnsafeFile("HDF5 groups nested too deeply (refused)")
     where = _text(group.name)
     is_vars = where.rsplit("/", 1)[-1] == "vars"
-    out = Group(where, _h5safe.str_attr(group, "name") if is_vars else None)
-    for name in _h5safe.member_names(group, budget):
+    out = Group(where, h5s.str_attr(group, "name") if is_vars else None)
+    for name in h5s.member_names(group, budget):
         if name in skip:
             continue
-        obj = _h5safe.get_member(group, name)
-        if isinstance(obj, h5py.Dataset):
-            out.members[name] = Dataset(_text(obj.name), *_h5safe.dataset_meta(obj))
-        elif isinstance(obj, h5py.Group):
-            out.members[name] = scan(obj, budget, frozenset(), depth + 1)
+        obj = h5s.get_member(group, name)
+        if h5s.is_dataset(obj):
+            out.members[name] = Dataset(_text(obj.name), *h5s.dataset_meta(obj))
+        elif h5s.is_group(obj):
+            out.members[name] = scan(h5s, obj, budget, frozenset(), depth + 1)
     return out
 
 
 def _text(name: str | bytes) -> str:
     """h5py gives a path with bytes that are not UTF-8 as bytes: kept, as lone surrogates."""
     return name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+
+
+def mode() -> str:
+    value = os.environ.get(ENV, "").strip().lower()
+    return value if value in ("h5py", "strict") else "auto"
+
+
+def with_fallback(read: Callable[[Any], T], what: str) -> T:
+    """`read(h5s)` with the stdlib reader (`hdf5meta.h5safe`); on any HDF5MetaError, the WHOLE read
+    again with h5py (`_h5safe`): results are never mixed, and a bad file's error comes from h5py.
+
+    Any other exception of the stdlib pass (a varctl error on a damaged file too) also means "redo it
+    with h5py", so whatever the user is told about a bad file comes from the h5py pass.
+    `read` opens the file itself, with the backend it is given (see open_hdf5).
+    """
+    if mode() != "h5py":
+        try:
+            return read(hdf5meta.h5safe)
+        except MemoryError:
+            raise
+        except Exception as e:
+            if mode() == "strict":
+                raise UnreadableModel(f"{what}: the stdlib HDF5 reader failed ({e}; {ENV}=strict)") from None
+    from varctl.formats import _h5safe
+
+    return read(_h5safe)
+
+
+@contextmanager
+def open_hdf5(h5s: Any, path: str) -> Iterator[Any]:
+    """The file at `path` opened by the backend `h5s` (as with_fallback hands it over)."""
+    if h5s is hdf5meta.h5safe:
+        with hdf5meta.open(path) as f:  # a File is its root group, as an h5py.File is
+            yield f
+        return
+    h5py = h5s.lib()
+    try:
+        h5 = h5py.File(path, "r", locking=False)
+    except Exception as e:
+        raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
+    with h5:
+        yield h5
 
 
 def member_names(group: Group) -> list[str]:

@@ -54,6 +54,9 @@ def import_tensorflow(what: str) -> Any:
 
 def import_keras(what: str) -> Any:
     """Keras (with its backend), or a one-line error naming what needs it and how to install it."""
+    from varctl.formats import _h5safe
+
+    _h5safe.lib()  # h5py with HDF5's plugin path emptied before Keras reads any file with it
     try:
         with _quiet():
             import keras

@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import h5py
-
 from varctl.errors import UnreadableModel, UnsafeFile
 from varctl.formats import _h5safe, _manifest
 from varctl.formats._layout import NOT_MODEL_STATE, parse_json
@@ -85,9 +83,10 @@ def shards_of(index_path: str, doc: Any | None = None) -> list[str]:
     return [os.path.join(folder, f) for f in names]
 
 
-def open_h5(path: str) -> h5py.File:
+def open_h5(path: str) -> Any:
+    """An h5py file (through _h5safe.lib(): the HDF5 plugin path emptied first)."""
     try:
-        return h5py.File(path, "r", locking=False)
+        return _h5safe.lib().File(path, "r", locking=False)
     except Exception as e:
         raise UnreadableModel(f"'{os.path.basename(path)}' is not a readable HDF5 file ({e})") from e
 
@@ -95,10 +94,15 @@ def open_h5(path: str) -> h5py.File:
 # -- manifests: one scan per file, merged ---------------------------------------------------------
 
 
-def scan(path: str, budget: _h5safe.Budget) -> _manifest.Group:
-    """The weights metadata of one HDF5 file (training state left out, as in a `.keras`)."""
-    with open_h5(path) as h5:
-        return _manifest.scan(h5, budget, NOT_MODEL_STATE)
+def scan(path: str) -> _manifest.Group:
+    """The weights metadata of one HDF5 file (training state left out, as in a `.keras`): read by
+    the stdlib reader, or whole by h5py when that one refuses the file."""
+
+    def read(h5s: Any) -> _manifest.Group:
+        with _manifest.open_hdf5(h5s, path) as h5:
+            return _manifest.scan(h5s, h5, h5s.Budget(), NOT_MODEL_STATE)
+
+    return _manifest.with_fallback(read, f"'{os.path.basename(path)}'")
 
 
 def _merge(dst: _manifest.Group, src: _manifest.Group, where: str, depth: int = 0) -> None:
@@ -123,9 +127,8 @@ def _merge(dst: _manifest.Group, src: _manifest.Group, where: str, depth: int = 
 def merged(sources: list[tuple[str, str]]) -> _manifest.Group:
     """One manifest holding every (file, prefix) source's groups and dataset shapes."""
     root = _manifest.Group("/")
-    budget = _h5safe.Budget()
     for path, prefix in sources:
-        _merge(_under(root, prefix, path), scan(path, budget), os.path.basename(path))
+        _merge(_under(root, prefix, path), scan(path), os.path.basename(path))
     return root
 
 
@@ -161,8 +164,7 @@ def sharded_manifest(index_path: str) -> _manifest.Group:
     """The merged manifest of an index's shards, each checked against the index."""
     doc = read_json(index_path)
     files = shards_of(index_path, doc)
-    budget = _h5safe.Budget()
-    scanned = {os.path.basename(f): scan(f, budget) for f in files}
+    scanned = {os.path.basename(f): scan(f) for f in files}
     check_index(index_path, doc, scanned)
     root = _manifest.Group("/")
     for f in files:

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import io
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -26,13 +27,11 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
-
-import h5py
+from typing import IO, TYPE_CHECKING, Any
 
 from varctl import safe_write
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat
-from varctl.formats import _h5safe, _manifest, hub, slot_inference
+from varctl.formats import _h5safe, _manifest, hdf5meta, hub, slot_inference
 from varctl.formats._layout import (
     CONFIG_MEMBER,
     METADATA_MEMBER,
@@ -48,6 +47,9 @@ from varctl.formats.catalog import CONTAINER_CLASSES
 from varctl.formats.parsed import Parsed, Rewrite
 from varctl.formats.tree import Node, Tree, to_snake_case
 from varctl.model import ModelInfo
+
+if TYPE_CHECKING:
+    import h5py
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a config of a 10,000-layer model is a few MB
 MAX_MEMBERS = 100_000
@@ -129,8 +131,13 @@ def _data_offset(f: IO[bytes], info: zipfile.ZipInfo, file_size: int) -> int:
 
 
 @contextmanager
-def open_weights(raw: IO[bytes], zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[h5py.File]:
-    """Open the weights HDF5 member in place (stored) or as a stream (compressed, slower)."""
+def open_weights(
+    raw: IO[bytes], zf: zipfile.ZipFile, info: zipfile.ZipInfo, h5s: Any = _h5safe
+) -> Iterator[Any]:
+    """Open the weights HDF5 member in place (stored) or as a stream (compressed, slower).
+
+    `h5s`: the backend (`_h5safe`: an h5py.File; `hdf5meta.h5safe`: an hdf5meta.File over a memory
+    map of the archive, the member read where it lies; a compressed member is OutsideSubset)."""
     if info.compress_type == zipfile.ZIP_STORED:
         if info.file_size != info.compress_size:
             raise UnsafeFile(
@@ -138,8 +145,15 @@ def open_weights(raw: IO[bytes], zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
                 f"for {info.compress_size:,} stored (refused: lying sizes)"
             )
         size = os.fstat(raw.fileno()).st_size
-        fileobj: Any = _Window(raw, _data_offset(raw, info, size), info.file_size)
+        start = _data_offset(raw, info, size)
+        if h5s is hdf5meta.h5safe:
+            with _mapped(raw) as mm, hdf5meta.open(mm, start, info.file_size) as meta:
+                yield meta
+            return
+        fileobj: Any = _Window(raw, start, info.file_size)
     else:
+        if h5s is hdf5meta.h5safe:
+            raise hdf5meta.OutsideSubset(f"'{info.filename}' is compressed inside the archive")
         # A seekable stream; Keras itself never compresses this member. A deflated member can
         # claim any size: past this it is refused rather than inflated.
         if info.file_size > MAX_COMPRESSED_WEIGHTS:
@@ -150,13 +164,26 @@ def open_weights(raw: IO[bytes], zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
             )
         fileobj = zf.open(info)
     try:
-        h5 = h5py.File(fileobj, "r", locking=False)
+        h5 = _h5safe.lib().File(fileobj, "r", locking=False)
     except Exception as e:
         raise UnreadableModel(f"'{info.filename}' is not a readable HDF5 file: {e}") from e
     try:
         yield h5
     finally:
         h5.close()  # before the window and outer file, or h5py may crash at exit
+
+
+@contextmanager
+def _mapped(raw: IO[bytes]) -> Iterator[mmap.mmap]:
+    """A read-only memory map of the whole archive (OutsideSubset when it cannot be mapped)."""
+    try:
+        mm = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise hdf5meta.OutsideSubset(f"cannot memory-map the archive ({e})") from e
+    try:
+        yield mm
+    finally:
+        mm.close()
 
 
 def check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -234,13 +261,19 @@ def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: boo
             meta = read_json_member(zf, members[METADATA_MEMBER])
             if isinstance(meta, dict) and meta.get("keras_version") is not None:
                 keras_version = str(meta["keras_version"])
-        tree = Tree(config, keras_version)
-        with open_weights(raw, zf, _weights_member(members)) as h5:
-            scanned = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
-            manifest = Manifest(scanned, keras_version)
-            walk(tree, config, scanned)
-            if for_edit or any(not n.known and n.variables for n in tree.root.walk()):
-                manifest.slots = _optimizer_meta(h5)
+        weights = _weights_member(members)
+
+        def scan(h5s: Any) -> tuple[Tree, Manifest]:  # the whole weights read, with one backend
+            tree = Tree(config, keras_version)
+            with open_weights(raw, zf, weights, h5s) as h5:
+                scanned = _manifest.scan(h5s, h5, h5s.Budget(), NOT_MODEL_STATE)
+                manifest = Manifest(scanned, keras_version)
+                walk(tree, config, scanned)
+                if for_edit or any(not n.known and n.variables for n in tree.root.walk()):
+                    manifest.slots = _optimizer_meta(h5s, h5)
+            return tree, manifest
+
+        tree, manifest = _manifest.with_fallback(scan, WEIGHTS_MEMBER)
     info = _finish(tree, config, manifest, source)
     return Parsed(info, path, config, manifest) if for_edit else Parsed(info, path)
 
@@ -439,20 +472,20 @@ class _Walker:
         return True
 
 
-def _optimizer_meta(h5: h5py.File) -> list[tuple[tuple[int, ...], str]] | None:
-    opt = _h5safe.get_group(h5, "optimizer")
-    group = _h5safe.get_group(opt, "vars") if opt is not None else None
+def _optimizer_meta(h5s: Any, h5: Any) -> list[tuple[tuple[int, ...], str]] | None:
+    opt = h5s.get_group(h5, "optimizer")
+    group = h5s.get_group(opt, "vars") if opt is not None else None
     if group is None:
         return None
-    keys = _h5safe.member_names(group, _h5safe.Budget())
+    keys = h5s.member_names(group, h5s.Budget())
     if not all(k.isdigit() for k in keys) or sorted(map(int, keys)) != list(range(len(keys))):
         return None
     out = []
     for k in range(len(keys)):
-        ds = _h5safe.get_dataset(group, str(k))
+        ds = h5s.get_dataset(group, str(k))
         if ds is None:
             return None
-        shape, dtype, _ = _h5safe.dataset_meta(ds)
+        shape, dtype, _ = h5s.dataset_meta(ds)
         out.append((shape, dtype))
     return out
 
@@ -512,7 +545,7 @@ def _remap_slots(path: str, slots: Any) -> None:
     """
     import numpy as np
 
-    with h5py.File(path, "r+", locking=False) as h5:
+    with _h5safe.lib().File(path, "r+", locking=False) as h5:
         opt = _h5safe.get_group(h5, "optimizer")
         old = _h5safe.get_group(opt, "vars") if opt is not None else None
         if opt is None or old is None:

@@ -16,13 +16,11 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-import h5py
+from typing import TYPE_CHECKING, Any
 
 from varctl import safe_write
 from varctl.errors import UnreadableModel, UsageError
-from varctl.formats import _h5safe, slot_inference
+from varctl.formats import _h5safe, _manifest, slot_inference
 from varctl.formats._layout import (
     HDF5_OBJECT_HEADER_LIMIT,
     KERAS_VERSION,
@@ -41,6 +39,9 @@ from varctl.formats.parsed import Parsed, Rewrite
 from varctl.formats.tree import Node, Tree
 from varctl.model import Cause, Layer, ModelInfo, Variable
 
+if TYPE_CHECKING:
+    import h5py
+
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
 
@@ -54,8 +55,8 @@ class Manifest:
     slot_names: list[str] | None = None  # `optimizer_weights` weight_names (scanned for custom layers)
 
 
-def _read_config(h5: h5py.File) -> Any:
-    text = _h5safe.str_attr(h5, MODEL_CONFIG)
+def _read_config(h5: Any, h5s: Any = _h5safe) -> Any:
+    text = h5s.str_attr(h5, MODEL_CONFIG)
     if text is None:
         raise UnreadableModel(
             "HDF5 file without 'model_config': not a saved Keras model",
@@ -71,22 +72,28 @@ def _read_config(h5: h5py.File) -> Any:
 
 
 def read(path: str, source: str, for_edit: bool = False) -> Parsed:
-    """Read a legacy `.h5` model once (args as keras_zip.read)."""
-    with _open(path) as h5:
-        config = _read_config(h5)
-        weights = _h5safe.get_group(h5, MODEL_WEIGHTS)
+    """Read a legacy `.h5` model once (args as keras_zip.read); hdf5meta first, h5py as the fallback."""
+    config, tree, manifest = _manifest.with_fallback(lambda h5s: _read(h5s, path), "the .h5 file")
+    info = _finish(tree, manifest, source)
+    return Parsed(info, path, config, manifest) if for_edit else Parsed(info, path)
+
+
+def _read(h5s: Any, path: str) -> tuple[Any, Tree, Manifest]:
+    """The whole metadata read with one backend (`hdf5meta.h5safe` or `_h5safe`)."""
+    with _manifest.open_hdf5(h5s, path) as h5:
+        config = _read_config(h5, h5s)
+        weights = h5s.get_group(h5, MODEL_WEIGHTS)
         if weights is None:
             raise UnreadableModel("legacy .h5 model without 'model_weights' group")
         manifest = Manifest(
-            _scan(weights), _h5safe.str_attr(h5, KERAS_VERSION), _h5safe.str_attr(h5, TRAINING_CONFIG)
+            _scan(weights, h5s), h5s.str_attr(h5, KERAS_VERSION), h5s.str_attr(h5, TRAINING_CONFIG)
         )
         tree = Tree(config, manifest.keras_version)
         _attach(tree, manifest)
         if any(not n.known for n in tree.root.walk()) and manifest.training_config is not None:
-            group = _h5safe.get_group(h5, OPTIMIZER_WEIGHTS)
-            manifest.slot_names = _h5safe.list_attr(group, WEIGHT_NAMES) if group is not None else None
-    info = _finish(tree, manifest, source)
-    return Parsed(info, path, config, manifest) if for_edit else Parsed(info, path)
+            group = h5s.get_group(h5, OPTIMIZER_WEIGHTS)
+            manifest.slot_names = h5s.list_attr(group, WEIGHT_NAMES) if group is not None else None
+    return config, tree, manifest
 
 
 def interpret(config: Any, manifest: Manifest, source: str) -> ModelInfo:
@@ -103,25 +110,25 @@ def _finish(tree: Tree, manifest: Manifest, source: str) -> ModelInfo:
     return info
 
 
-def _scan(weights: h5py.Group) -> list[tuple[str, list[tuple[str, Dataset]]]]:
-    budget = _h5safe.Budget()
-    layer_names = _h5safe.list_attr(weights, LAYER_NAMES)
+def _scan(weights: Any, h5s: Any = _h5safe) -> list[tuple[str, list[tuple[str, Dataset]]]]:
+    budget = h5s.Budget()
+    layer_names = h5s.list_attr(weights, LAYER_NAMES)
     if layer_names is None:
         raise UnreadableModel("legacy .h5 'model_weights' has no 'layer_names' attribute")
     budget.spend(len(layer_names))
     out = []
     for lname in layer_names:
-        group = _h5safe.get_group(weights, lname)
+        group = h5s.get_group(weights, lname)
         if group is None:
             raise UnreadableModel(f"legacy .h5 has no weights group for layer '{lname}'")
-        names = _h5safe.list_attr(group, WEIGHT_NAMES) or []
+        names = h5s.list_attr(group, WEIGHT_NAMES) or []
         budget.spend(len(names))
         found = []
         for wname in names:
-            ds = weight_dataset(group, wname)
+            ds = weight_dataset(group, wname, h5s)
             if ds is None:
                 raise UnreadableModel(f"legacy .h5 lists weight '{wname}' but has no such dataset")
-            found.append((wname, Dataset(ds.name, *_h5safe.dataset_meta(ds))))
+            found.append((wname, Dataset(ds.name, *h5s.dataset_meta(ds))))
         out.append((lname, found))
     return out
 
@@ -197,7 +204,7 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
 
 def _open(path: str) -> h5py.File:
     try:
-        return h5py.File(path, "r", locking=False)
+        return _h5safe.lib().File(path, "r", locking=False)
     except Exception as e:
         raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
 
@@ -334,7 +341,7 @@ def write(parsed: Parsed, rewrite: Rewrite, tmp: str) -> None:
 
 
 def _rewrite(path: str, config_text: str, orders: dict[str, list[str]], drop_optimizer: bool) -> None:
-    with h5py.File(path, "r+", locking=False) as h5:
+    with _h5safe.lib().File(path, "r+", locking=False) as h5:
         h5.attrs[MODEL_CONFIG] = config_text
         weights = _h5safe.get_group(h5, MODEL_WEIGHTS)
         for top, names in orders.items():

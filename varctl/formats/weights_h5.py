@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import h5py
+from typing import TYPE_CHECKING, Any
 
 from varctl.errors import UnreadableModel
-from varctl.formats import _h5safe
+from varctl.formats import _h5safe, _manifest
 from varctl.formats._layout import (
     KERAS_VERSION,
     LAYER_NAMES,
@@ -30,40 +29,42 @@ from varctl.formats._layout import (
 from varctl.formats.parsed import Parsed
 from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Variable
 
+if TYPE_CHECKING:
+    import h5py
+
 UNKNOWN_DETAIL = "a weights-only file records no trainable flags"
 
 
 def classify(path: str) -> str:
     """'h5' (a legacy model), 'weights' (Keras 3 layout), 'legacy_weights', or 'unknown'."""
-    with _open(path) as h5:
-        if _h5safe.str_attr(h5, MODEL_CONFIG) is not None:
+    return _manifest.with_fallback(lambda h5s: _classify(h5s, path), "the HDF5 file")
+
+
+def _classify(h5s: Any, path: str) -> str:
+    with _manifest.open_hdf5(h5s, path) as h5:
+        if h5s.str_attr(h5, MODEL_CONFIG) is not None:
             return "h5"
-        if _h5safe.list_attr(h5, LAYER_NAMES) is not None:
+        if h5s.list_attr(h5, LAYER_NAMES) is not None:
             return "legacy_weights"
-        budget = _h5safe.Budget()
-        names = set(_h5safe.member_names(h5, budget))
-        if names & {LAYERS, VARS} and _h5safe.get_group(h5, LAYERS) is not None:
+        budget = h5s.Budget()
+        names = set(h5s.member_names(h5, budget))
+        if names & {LAYERS, VARS} and h5s.get_group(h5, LAYERS) is not None:
             return "weights"
-        if VARS in names and _h5safe.get_group(h5, VARS) is not None:
+        if VARS in names and h5s.get_group(h5, VARS) is not None:
             return "weights"
         return "unknown"
 
 
 def read(path: str, source: str) -> Parsed:
     """List a weights-only file (either layout); names need the model, trainable is unknown."""
-    with _open(path) as h5:
-        if _h5safe.list_attr(h5, LAYER_NAMES) is not None:
-            variables, layers = _legacy(h5)
-            note = (
-                "weights-only file (legacy layout): it stores variable names but no architecture and "
-                "no trainable flags; list the saved model (.keras) for those"
-            )
-            keras_version = _h5safe.str_attr(h5, KERAS_VERSION)
-        else:  # Keras 3 layout: real layer names from the file, variable names from their class
-            from varctl.formats import _manifest, hub_files
+    found = _manifest.with_fallback(lambda h5s: _read(h5s, path), "the HDF5 file")
+    if isinstance(
+        found, _manifest.Group
+    ):  # Keras 3 layout: layer names from the file, variable names from their class
+        from varctl.formats import hub_files
 
-            weights = _manifest.scan(h5, _h5safe.Budget(), NOT_MODEL_STATE)
-            return Parsed(hub_files.weights_listing(weights, source, "weights"), path)
+        return Parsed(hub_files.weights_listing(found, source, "weights"), path)
+    variables, layers, keras_version, note = found
     name = source.rstrip("/").rsplit("/", 1)[-1]
     info = ModelInfo(
         source=source,
@@ -79,9 +80,23 @@ def read(path: str, source: str) -> Parsed:
     return Parsed(info, path)
 
 
+def _read(h5s: Any, path: str) -> _manifest.Group | tuple[list[Variable], list[Layer], str | None, str]:
+    """The whole metadata read with one backend (`hdf5meta.h5safe` or `_h5safe`): the legacy
+    layout's variables, or the Keras 3 layout's scanned manifest."""
+    with _manifest.open_hdf5(h5s, path) as h5:
+        if h5s.list_attr(h5, LAYER_NAMES) is None:
+            return _manifest.scan(h5s, h5, h5s.Budget(), NOT_MODEL_STATE)
+        variables, layers = _legacy(h5s, h5)
+        note = (
+            "weights-only file (legacy layout): it stores variable names but no architecture and "
+            "no trainable flags; list the saved model (.keras) for those"
+        )
+        return variables, layers, h5s.str_attr(h5, KERAS_VERSION), note
+
+
 def _open(path: str) -> h5py.File:
     try:
-        return h5py.File(path, "r", locking=False)
+        return _h5safe.lib().File(path, "r", locking=False)
     except Exception as e:
         raise UnreadableModel(f"not a readable HDF5 file ({e})") from e
 
@@ -93,8 +108,8 @@ def open_values(path: str) -> Iterator[h5py.Group]:
         yield h5
 
 
-def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
-    shape, dtype, itemsize = _h5safe.dataset_meta(ds)
+def _variable(h5s: Any, path: str, layer: str, name: str, ds: Any) -> Variable:
+    shape, dtype, itemsize = h5s.dataset_meta(ds)
     return Variable(
         path=path,
         layer=layer,
@@ -108,21 +123,21 @@ def _variable(path: str, layer: str, name: str, ds: h5py.Dataset) -> Variable:
     )
 
 
-def _legacy(h5: h5py.File) -> tuple[list[Variable], list[Layer]]:
-    budget = _h5safe.Budget()
+def _legacy(h5s: Any, h5: Any) -> tuple[list[Variable], list[Layer]]:
+    budget = h5s.Budget()
     variables: list[Variable] = []
     layers: list[Layer] = []
-    layer_names = _h5safe.list_attr(h5, LAYER_NAMES) or []
+    layer_names = h5s.list_attr(h5, LAYER_NAMES) or []
     budget.spend(len(layer_names))
     for lname in layer_names:
-        group = _h5safe.get_group(h5, lname)
+        group = h5s.get_group(h5, lname)
         if group is None:
             raise UnreadableModel(f"weights file has no group for layer '{lname}'")
         layers.append(Layer(lname, lname, NOT_STORED, True, None, False, 0, None, known=False))
-        names = _h5safe.list_attr(group, WEIGHT_NAMES) or []
+        names = h5s.list_attr(group, WEIGHT_NAMES) or []
         budget.spend(len(names))
         for wname in names:
-            ds = weight_dataset(group, wname)
+            ds = weight_dataset(group, wname, h5s)
             if ds is None:
                 raise UnreadableModel(f"weights file lists weight '{wname}' but has no such dataset")
             clean = wname.split(":")[0]  # Keras 2 appends `:0`
@@ -134,5 +149,5 @@ def _legacy(h5: h5py.File) -> tuple[list[Variable], list[Layer]]:
             else:
                 vpath = f"{lname}/{clean}"
             layer, _, vname = vpath.rpartition("/")
-            variables.append(_variable(vpath, layer, vname, ds))
+            variables.append(_variable(h5s, vpath, layer, vname, ds))
     return variables, layers
