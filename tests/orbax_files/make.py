@@ -1,0 +1,98 @@
+"""Write small Orbax checkpoint folders with `keras.callbacks.OrbaxCheckpoint`, for tests/test_orbax.py.
+
+Run it in a throwaway environment (never the project venv: JAX is not a project dependency):
+
+    python3 -m venv /tmp/orbaxenv && /tmp/orbaxenv/bin/pip install "keras==3.15.*" jax orbax-checkpoint
+    KERAS_BACKEND=jax /tmp/orbaxenv/bin/python tests/orbax_files/make.py
+
+Each model is compiled with Adam and trained two epochs (one batch each), saving every epoch, so
+the folder holds steps 0 and 1 with optimizer state. Next to each checkpoint folder goes
+`<name>.expected.json`: what that Keras reports after `keras.saving.load_model(folder)` (the latest
+step): the rows in `model.weights` order, and the state tree's split into trainable /
+non-trainable / optimizer variables, plus the Keras and Orbax versions.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers as L
+
+HERE = Path(__file__).resolve().parent
+
+
+def dense():
+    i = keras.Input((3,))
+    return keras.Model(i, L.Dense(2, name="head")(L.Dense(4, name="hidden")(i)), name="dense_model")
+
+
+def frozen_bn():
+    """A frozen Dense, a BatchNormalization (non-trainable moving stats) and a trainable head."""
+    m = keras.Sequential(
+        [keras.Input((3,)), L.Dense(4, name="base"), L.BatchNormalization(name="bn"), L.Dense(1, name="out")],
+        name="frozen_bn",
+    )
+    m.get_layer("base").trainable = False
+    return m
+
+
+def rows(model):
+    trainable = {id(v) for v in model.trainable_variables}
+    return [
+        {"path": v.path, "shape": list(v.shape), "dtype": v.dtype, "trainable": id(v) in trainable}
+        for v in model.weights
+    ]
+
+
+def split(model):
+    tree = model.get_state_tree()
+
+    def leaves(node, prefix=""):
+        if isinstance(node, dict):
+            out = []
+            for k, v in node.items():
+                out += leaves(v, f"{prefix}/{k}" if prefix else k)
+            return out
+        return [prefix]
+
+    return {k: leaves(v) for k, v in tree.items()}
+
+
+def make(name, build):
+    folder = HERE / name
+    shutil.rmtree(folder, ignore_errors=True)
+    model = build()
+    model.compile(optimizer="adam", loss="mse")
+    out = model.outputs[0].shape[-1]
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    y = np.zeros((4, out), "float32")
+    cb = keras.callbacks.OrbaxCheckpoint(
+        str(folder), save_freq="epoch", save_on_background=False, max_to_keep=3
+    )
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[cb])
+    cb.wait_until_finished()
+    loaded = keras.saving.load_model(str(folder))
+    import orbax.checkpoint as ocp  # noqa: F401 - version only
+
+    from importlib.metadata import version
+
+    expected = {
+        "keras": keras.__version__,
+        "orbax": version("orbax-checkpoint"),
+        "steps": sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()),
+        "rows": rows(loaded),
+        "state_tree": split(loaded),
+        "optimizer_variables": [v.path for v in loaded.optimizer.variables],
+    }
+    (HERE / f"{name}.expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    print(name, "->", folder)
+
+
+if __name__ == "__main__":
+    assert keras.backend.backend() == "jax", "run with KERAS_BACKEND=jax"
+    os.chdir(HERE)
+    make("dense", dense)
+    make("frozen_bn", frozen_bn)
