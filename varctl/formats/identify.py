@@ -47,6 +47,7 @@ DESCRIPTION = {
     "preset": "a keras-hub preset folder",
     "sharded": "sharded weights (an index and its shards)",
     "lora": "keras-hub LoRA adapter weights",
+    "orbax": "an Orbax checkpoint folder",
 }
 
 
@@ -111,6 +112,10 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:  #
 
         if folder.is_model_folder(path):
             return ("preset" if folder.is_preset(path) else "folder"), path
+        from varctl.formats import orbax
+
+        if orbax.is_orbax_folder(path):
+            return "orbax", path
         raise UnreadableModel("is a directory, not a model file (nor a SavedModel or checkpoint directory)")
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableModel("not a regular file (FIFO, device or socket)")
