@@ -99,7 +99,10 @@ def make(name, build, weights_only=False):
     x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
     y = np.zeros((4, out), "float32")
     cb = keras.callbacks.OrbaxCheckpoint(
-        str(folder), save_freq="epoch", save_on_background=False, max_to_keep=3,
+        str(folder),
+        save_freq="epoch",
+        save_on_background=False,
+        max_to_keep=3,
         save_weights_only=weights_only,
     )
     model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[cb])
