@@ -52,11 +52,23 @@ def _params(shape):
 
 
 def test_the_fixtures_hold_what_the_tests_need():
-    for name in [*WITH_CONFIG, "weights_only"]:
+    for name in [*WITH_CONFIG, "weights_only", "custom"]:
         assert expected(name)["steps"] == [0, 1]  # two saved steps each
     frozen = expected("frozen_bn")["rows"]
     assert any(not r["trainable"] for r in frozen) and any(r["trainable"] for r in frozen)
     assert any(r["path"].startswith("base/") for r in expected("nested")["rows"])
+
+
+def test_a_class_varctl_does_not_know_takes_the_checkpoints_split():
+    """Names, shapes, dtypes and trainable state still match the writer; only the order of the
+    unknown layer's own variables is the state tree's (sorted), and a warning says so."""
+    want = expected("custom")["rows"]
+    info = open_model(str(ORBAX / "custom"))
+    got = {v.path: (list(v.shape), v.dtype, v.trainable) for v in info.variables}
+    assert got == {r["path"]: (r["shape"], r["dtype"], r["trainable"]) for r in want}
+    assert [v.layer for v in info.variables] == [r["path"].rpartition("/")[0] for r in want]  # layer order
+    assert any("`Scale` is not known" in w and "order" in w for w in info.warnings)
+    assert not any("is unknown" in w for w in info.warnings)  # settled by the split
 
 
 def test_the_trainable_split_is_the_checkpoints():
@@ -122,6 +134,14 @@ def test_corrupt_metadata_is_exit_3_in_one_line(cli, tmp_path, member, content):
     lines = [line for line in r.stderr.splitlines() if line.startswith("varctl: error")]
     assert len(lines) == 1 and str(ckpt) in lines[0]
     assert r.stdout == ""
+
+
+def test_a_fifo_for_metadata_is_refused_not_waited_on(cli, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(ORBAX / "dense", ckpt)
+    (ckpt / "1" / "model_config" / "_strings.json").unlink()
+    os.mkfifo(ckpt / "1" / "model_config" / "_strings.json")
+    assert "not a regular file" in cli("list", ckpt, code=3).stderr
 
 
 def test_odd_step_folder_names_are_not_steps(tmp_path):

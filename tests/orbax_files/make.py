@@ -11,7 +11,7 @@ the folder holds steps 0 and 1 with optimizer state. Next to each checkpoint fol
 step): the rows in `model.weights` order, and the state tree's split into trainable /
 non-trainable / optimizer variables, plus the Keras and Orbax versions. `weights_only` is saved
 with `save_weights_only=True` (no model config; Keras cannot load_model it): its expected file
-holds the writer's own state tree split only.
+holds the writer's own state tree split only. `custom` holds a layer class varctl does not know.
 """
 
 import json
@@ -64,6 +64,24 @@ def hierarchical_paths(model):
 
     walk(model, "")
     return out
+
+
+@keras.saving.register_keras_serializable(package="varctl_test")
+class Scale(L.Layer):
+    """A class varctl does not know: weights created `w`, `b` (not sorted), and a counter."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), name="w")
+        self.b = self.add_weight(shape=(shape[-1],), name="b", initializer="zeros")
+        self.count = self.add_weight(shape=(), name="count", trainable=False, initializer="zeros")
+
+    def call(self, x):
+        return x * self.w + self.b
+
+
+def custom():
+    i = keras.Input((3,))
+    return keras.Model(i, L.Dense(1, name="out")(Scale(name="scale")(i)), name="custom")
 
 
 def rows(model):
@@ -132,3 +150,4 @@ if __name__ == "__main__":
     make("frozen_bn", frozen_bn)
     make("nested", nested)
     make("weights_only", frozen_bn, weights_only=True)
+    make("custom", custom)

@@ -17,11 +17,11 @@ The format protocol: `read(path, source, step=None) -> Parsed` (read-only).
 from __future__ import annotations
 
 import ast
-import json
 import os
 from typing import Any
 
-from varctl.errors import UnreadableModel, UsageError
+from varctl.errors import UnreadableModel, UnsafeFile, UsageError
+from varctl.formats._layout import parse_json
 from varctl.formats.parsed import Parsed
 from varctl.model import Cause, ModelFormat, ModelInfo, Variable
 
@@ -67,15 +67,17 @@ def is_orbax_folder(path: str) -> bool:
 
 
 def _json(path: str, what: str) -> Any:
+    """A metadata file: a regular file (never a FIFO that would block), size-checked, UTF-8 JSON."""
+    if not os.path.isfile(path):
+        raise UnreadableModel(f"'{what}' is {'not a regular file' if os.path.lexists(path) else 'missing'}")
     try:
-        if os.path.getsize(path) > MAX_JSON:
-            raise UnreadableModel(f"{what} is larger than {MAX_JSON >> 20} MB (refused)")
         with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError:
-        raise UnreadableModel(f"{what} is missing") from None
-    except (OSError, ValueError) as e:
-        raise UnreadableModel(f"{what} is not valid JSON ({type(e).__name__})") from None
+            data = f.read(MAX_JSON + 1)
+    except OSError as e:
+        raise UnreadableModel(f"cannot read '{what}': {e.strerror or e}") from None
+    if len(data) > MAX_JSON:
+        raise UnsafeFile(f"'{what}' is larger than {MAX_JSON:,} bytes (refused)")
+    return parse_json(data, what)
 
 
 def _pick(path: str, step: int | None) -> int:
@@ -128,16 +130,15 @@ def _keys(raw: str, entry: Any) -> tuple[str, ...] | None:
 
 def _config(step_dir: str) -> dict[str, Any] | None:
     path = os.path.join(step_dir, CONFIG_STRINGS)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
     doc = _json(path, "model_config/_strings.json")
     text = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(text, str):
         raise UnreadableModel("model_config/_strings.json holds no `config` string")
-    try:
-        config = json.loads(text)
-    except ValueError:
-        raise UnreadableModel("the model config in model_config/_strings.json is not valid JSON") from None
+    config = parse_json(
+        text.encode("utf-8", "surrogatepass"), "the model config in model_config/_strings.json"
+    )
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise UnreadableModel("the model config in model_config/_strings.json is not a Keras config")
     return config
@@ -230,16 +231,20 @@ def _with_config(config: dict[str, Any], saved: Saved, source: str) -> ModelInfo
     info = tree.finish(source=source, fmt=ModelFormat.ORBAX.value, keras_version=None)
     storage_split = {_storage(saved, k): saved[k][0] for k in saved}
     variables, warnings = [], []
+    unknown = [
+        layer
+        for layer in info.layers
+        if not layer.known and any(v.layer == layer.path for v in info.variables)
+    ]
     for v in info.variables:
         when_saved = storage_split.get(v.storage)
         if v.cause is Cause.UNKNOWN and when_saved is not None:
-            v = Variable(
-                **{
-                    **v.__dict__,
-                    "cause": Cause.TRAINABLE if when_saved else Cause.UNKNOWN,
-                    "detail": None if when_saved else "non-trainable when saved; its class does not say why",
-                }
+            # a class varctl does not know, in a trainable layer (a frozen one, or model, decides
+            # before UNKNOWN): saved non-trainable means created so (add_weight(trainable=False))
+            cause, detail = (
+                (Cause.TRAINABLE, None) if when_saved else (Cause.NATURE, "non-trainable when saved")
             )
+            v = Variable(**{**v.__dict__, "cause": cause, "detail": detail})
         elif v.trainable is not None and when_saved is not None and v.trainable != when_saved:
             warnings.append(
                 f"{v.path}: {'trainable' if when_saved else 'non-trainable'} when saved, "
@@ -250,9 +255,14 @@ def _with_config(config: dict[str, Any], saved: Saved, source: str) -> ModelInfo
         "dtypes are those Keras creates the variables with on load (each layer's dtype policy in the "
         "model config); the stored arrays' dtypes sit in Orbax's compressed tensorstore, which varctl does not read"
     )
-    return ModelInfo(
-        **{**info.__dict__, "variables": tuple(variables), "warnings": (note, *info.warnings, *warnings)}
-    )
+    kept = [w for w in info.warnings if "is not known to varctl" not in w]  # settled by the split
+    kept += [
+        f"layer class `{layer.class_name}` is not known to varctl (`{layer.path}`): its variables' trainable "
+        "state is the checkpoint's split, their order within the layer the state tree's (sorted), which "
+        "may differ from model.weights"
+        for layer in unknown
+    ]
+    return ModelInfo(**{**info.__dict__, "variables": tuple(variables), "warnings": (note, *kept, *warnings)})
 
 
 def _storage(saved: Saved, keys: tuple[str, ...]) -> str:
