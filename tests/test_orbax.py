@@ -136,6 +136,21 @@ def test_corrupt_metadata_is_exit_3_in_one_line(cli, tmp_path, member, content):
     assert r.stdout == ""
 
 
+def test_variables_under_no_layer_of_the_config_are_listed_and_named(tmp_path):
+    """A config that does not match the state tree (a layer renamed in it): nothing is dropped."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(ORBAX / "dense", ckpt)
+    strings = ckpt / "1" / "model_config" / "_strings.json"
+    doc = json.loads(strings.read_text())
+    config = json.loads(doc["config"])
+    config["config"]["layers"][2]["config"]["name"] = "renamed"  # the `head` Dense
+    strings.write_text(json.dumps({"config": json.dumps(config)}))
+    info = open_model(str(ckpt))
+    got = {v.path: (list(v.shape), v.trainable) for v in info.variables}
+    assert got == {r["path"]: (r["shape"], r["trainable"]) for r in expected("dense")["rows"]}
+    assert any("2 variables of the checkpoint sit under no layer" in w for w in info.warnings)
+
+
 def test_a_fifo_for_metadata_is_refused_not_waited_on(cli, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(ORBAX / "dense", ckpt)

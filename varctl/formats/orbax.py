@@ -199,6 +199,10 @@ def _with_config(config: dict[str, Any], saved: Saved, source: str) -> ModelInfo
     top = tree.root.name
     # a Sequential's state tree is saved under the model's own name, a Functional's is not
     by_path = {"/".join(k[1:] if len(k) > 2 and k[0] == top else k): k for k in saved}
+    in_layer: dict[str, list[str]] = {}  # layer path -> its variables' names in the state tree
+    for p in by_path:
+        layer, _, name = p.rpartition("/")
+        in_layer.setdefault(layer, []).append(name)
     used: set[tuple[str, ...]] = set()
     dtypes: dict[int, str | None] = {}
     for node in tree.root.walk():
@@ -206,11 +210,7 @@ def _with_config(config: dict[str, Any], saved: Saved, source: str) -> ModelInfo
         dtype = dtypes[id(node)] = _policy_dtype(node.config, parent_dtype)
         names = [v.name for v in node.spec.variables] if node.spec is not None else []
         prefix = f"{node.path}/" if node.path else ""
-        names += sorted(
-            p[len(prefix) :]
-            for p in by_path
-            if node.path and p.startswith(prefix) and "/" not in p[len(prefix) :]
-        )
+        names += sorted(in_layer.get(node.path, ())) if node.path else []
         for name in dict.fromkeys(names):
             keys = by_path.get(prefix + name)
             if keys is None or keys in used:
@@ -221,13 +221,17 @@ def _with_config(config: dict[str, Any], saved: Saved, source: str) -> ModelInfo
             tree.add_variable(
                 node, name, shape, dt, _ITEMSIZE.get(dt, 4), _storage(saved, keys), node.var_spec(name)
             )
-    for keys in saved:
-        if keys not in used:  # under no layer of the config: listed at its state-tree path
-            vpath = "/".join(keys)
-            tree.add_variable(
-                tree.root, vpath, saved[keys][1] or (), "unknown", 4, _storage(saved, keys), None
-            )
-            tree.warnings.append(f"{vpath}: in the checkpoint but under no layer of its model config")
+    stray = [keys for keys in saved if keys not in used]
+    for keys in stray:  # under no layer of the config: listed at its state-tree path
+        tree.add_variable(
+            tree.root, "/".join(keys), saved[keys][1] or (), "unknown", 4, _storage(saved, keys), None
+        )
+    if stray:
+        tree.warnings.append(
+            f"{len(stray)} variables of the checkpoint sit under no layer of its model config (first: "
+            f"{'/'.join(stray[0])}): listed at their state-tree paths, dtype unknown, trainable state "
+            "from the checkpoint's split"
+        )
     info = tree.finish(source=source, fmt=ModelFormat.ORBAX.value, keras_version=None)
     storage_split = {_storage(saved, k): saved[k][0] for k in saved}
     variables, warnings = [], []
