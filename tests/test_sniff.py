@@ -163,7 +163,7 @@ def test_the_hint_says_what_varctl_reads(tmp_path):
     assert result.stderr.splitlines()[1] == (
         "varctl: hint: varctl reads Keras .keras archives and model folders, keras-hub presets, legacy "
         "Keras .h5 models, weights-only .weights.h5 files (sharded too), keras-hub .lora.h5 files, "
-        "TensorFlow SavedModel directories and TensorFlow checkpoints"
+        "Orbax checkpoint folders, TensorFlow SavedModel directories and TensorFlow checkpoints"
     )
 
 

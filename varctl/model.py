@@ -41,6 +41,7 @@ class ModelFormat(_Word):
     PRESET = "preset"  # a keras-hub preset folder (save_to_preset)
     SHARDED = "sharded"  # sharded weights: *.weights.json + shards
     LORA = "lora"  # keras-hub LoRA adapter weights (.lora.h5)
+    ORBAX = "orbax"  # an Orbax checkpoint folder (keras.callbacks.OrbaxCheckpoint)
 
 
 class Cause(_Word):

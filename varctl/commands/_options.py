@@ -135,6 +135,15 @@ ConfigOpt = Annotated[
         "giving their flags.",
     ),
 ]
+StepOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--step",
+        metavar="N",
+        min=0,
+        help="For an Orbax checkpoint folder: the step to list (default: the latest).",
+    ),
+]
 UnsafeOpt = Annotated[
     bool,
     typer.Option(
@@ -275,12 +284,12 @@ def config_option(config_file: str | None) -> Any:
         raise type(e)(f"--config '{config_file}': {e.message}", hint=e.hint) from e
 
 
-def open_or_fail(path: str, load: Any = None, config: Any = None) -> ModelInfo:
+def open_or_fail(path: str, load: Any = None, config: Any = None, step: int | None = None) -> ModelInfo:
     """open_model() with the file name put in front of any error message (bugs included)."""
     from varctl.formats import open_model
 
     try:
-        return open_model(path, load=load, config=config)
+        return open_model(path, load=load, config=config, step=step)
     except UnreadableModel as e:
         raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
     except (VarctlError, KeyboardInterrupt, MemoryError, BrokenPipeError):
@@ -302,6 +311,7 @@ def run_each(
     warnings: bool = True,
     load: object | None = None,
     config: object | None = None,
+    step: int | None = None,
     after: Callable[[list[tuple[str, int]]], None] | None = None,
 ) -> None:
     """Run `work` on every model and render the reports in argument order; exit with the worst code.
@@ -320,7 +330,7 @@ def run_each(
     with out.many_files(len(paths), "reading") as tick:
         for p in paths:
             try:
-                opened.append(open_or_fail(p, load, config))
+                opened.append(open_or_fail(p, load, config, step))
             except VarctlError as e:
                 opened.append(e)
             tick()

@@ -14,6 +14,7 @@ from varctl.commands._options import (
     PathsArg,
     PatternOpt,
     RegexOpt,
+    StepOpt,
     UnsafeOpt,
     config_option,
     handle_errors,
@@ -52,6 +53,7 @@ def list_(
     custom_objects: CustomObjectsOpt = None,
     unsafe: UnsafeOpt = False,
     config_file: ConfigOpt = None,
+    step: StepOpt = None,
 ) -> None:
     """List variables with shape, dtype, params and effective trainable state.  Example: varctl list m.keras -f json"""
     from varctl import views
@@ -61,10 +63,12 @@ def list_(
     loading = load_options(load, custom_objects, unsafe)
     config = config_option(config_file)
     if fmt is ListFormat.html:  # one page for every model: varctl/commands/view.py
-        if config is not None:
+        if config is not None or step is not None:
             from varctl.errors import UsageError
 
-            raise UsageError("--config is not supported with -f html yet", hint="use -f table or -f json")
+            raise UsageError(
+                "--config and --step are not supported with -f html yet", hint="use -f table or -f json"
+            )
         from varctl.commands.view import list_html
 
         return list_html(models, selector, trainable, loading)
@@ -78,4 +82,5 @@ def list_(
         selector=selector,
         load=loading,
         config=config,
+        step=step,
     )

@@ -53,13 +53,20 @@ LOADABLE = (ModelFormat.KERAS, ModelFormat.H5)  # what --load hands to Keras (fo
 TAKES_CONFIG = ("weights", "sharded", "folder", "preset")
 
 
-def open_model(path: str, *, load: LoadOptions | None = None, config: Any = None) -> ModelInfo:
+def open_model(
+    path: str, *, load: LoadOptions | None = None, config: Any = None, step: int | None = None
+) -> ModelInfo:
     """Read a saved model's variables (read_model(path).info)."""
-    return read_model(path, load=load, config=config).info
+    return read_model(path, load=load, config=config, step=step).info
 
 
 def read_model(
-    path: str, *, load: LoadOptions | None = None, for_edit: bool = False, config: Any = None
+    path: str,
+    *,
+    load: LoadOptions | None = None,
+    for_edit: bool = False,
+    config: Any = None,
+    step: int | None = None,
 ) -> Parsed:
     """Read a saved model once.
 
@@ -70,6 +77,8 @@ def read_model(
         for_edit: keep the raw config and manifest (and scan the optimizer slots) for an editor.
         config: the model's architecture (`list --config FILE`) for a weights-only file or sharded
             weights (names and flags as in the full model), or instead of a folder's own.
+        step: the step of an Orbax checkpoint folder (default: the latest); a usage error for
+            any other input.
 
     Returns:
         Parsed, whose ModelInfo has every saved variable, in Keras's save order where the format
@@ -97,7 +106,7 @@ def read_model(
     # The HDF5 C library parses the file in a child process: a crash or a hang there is one
     # clean error here. TensorFlow formats are only identified there and read here (TF is never
     # forked into).
-    found = _sandbox.call(_read_static, path, for_edit, config)
+    found = _sandbox.call(_read_static, path, for_edit, config, step)
     if isinstance(found, Parsed):
         return found
     kind, target = found
@@ -186,17 +195,20 @@ def _preload() -> None:
         keras_zip,
         legacy_h5,
         lora,
+        orbax,
         savedmodel,
         sharded,
         weights_h5,
     )
 
 
-def _read_static(path: str, for_edit: bool, config: Any = None) -> Parsed | tuple[str, str]:
+def _read_static(
+    path: str, for_edit: bool, config: Any = None, step: int | None = None
+) -> Parsed | tuple[str, str]:
     """Runs in the sandbox: the Parsed of a static format, or (kind, target) for TensorFlow's."""
     try:
         with _open_regular(path) as fileobj:
-            return _read_static_unguarded(path, fileobj, for_edit, config)
+            return _read_static_unguarded(path, fileobj, for_edit, config, step)
     except RecursionError:  # groups or configs nested thousands deep: not a model, a trap
         from varctl.errors import UnsafeFile
 
@@ -219,9 +231,18 @@ def _open_regular(path: str) -> Iterator[IO[bytes] | None]:
 
 
 def _read_static_unguarded(
-    path: str, fileobj: IO[bytes] | None, for_edit: bool, config: Any = None
+    path: str, fileobj: IO[bytes] | None, for_edit: bool, config: Any = None, step: int | None = None
 ) -> Parsed | tuple[str, str]:
     kind, target = identify(path, fileobj)
+    if step is not None and kind != "orbax":
+        raise UsageError(
+            f"--step picks a step of an Orbax checkpoint folder; this is {DESCRIPTION.get(kind, kind)}",
+            hint="list it without --step",
+        )
+    if kind == "orbax":
+        from varctl.formats import orbax
+
+        return orbax.read(target, path, step)
     if config is not None and kind not in TAKES_CONFIG:
         _no_config(kind)
     if kind == "keras":
@@ -273,6 +294,8 @@ def require_editable(info: ModelInfo) -> None:
         "sharded": "sharded weights have no layer flags: model.load_weights(...) into the model, "
         "model.save('model.keras'), and edit that",
         "lora": "LoRA adapters have no layer flags: backbone.load_lora_weights(...) and save the model",
+        "orbax": "an Orbax checkpoint is read-only here: keras.saving.load_model(folder), "
+        "model.save('model.keras'), and edit that",
     }
     raise UnsupportedFormat(
         f"'{info.source}' is {DESCRIPTION.get(info.format, info.format)}, which varctl can list but "

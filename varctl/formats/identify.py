@@ -13,6 +13,8 @@ opens, or, for what varctl does not read, what it looks like (ONNX, PyTorch, Saf
 | preset     | the same + metadata.json naming keras_hub_version          | folder        |
 | sharded    | a JSON index whose `weight_map` names `.h5` shards         | sharded       |
 | lora       | HDF5 whose root holds only `lora` (keras-hub adapters)     | lora          |
+| orbax      | a directory of numbered step folders with Orbax metadata   | orbax         |
+|            | (`_CHECKPOINT_METADATA`, `pytree/_METADATA`), or one step  |               |
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ _HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
 
 SUPPORTED = (
     "Keras .keras archives and model folders, keras-hub presets, legacy Keras .h5 models, "
-    "weights-only .weights.h5 files (sharded too), keras-hub .lora.h5 files, "
+    "weights-only .weights.h5 files (sharded too), keras-hub .lora.h5 files, Orbax checkpoint folders, "
     "TensorFlow SavedModel directories and TensorFlow checkpoints"
 )
 _HINT = f"varctl reads {SUPPORTED}"
@@ -47,6 +49,7 @@ DESCRIPTION = {
     "preset": "a keras-hub preset folder",
     "sharded": "sharded weights (an index and its shards)",
     "lora": "keras-hub LoRA adapter weights",
+    "orbax": "an Orbax checkpoint folder",
 }
 
 
@@ -111,7 +114,13 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:  #
 
         if folder.is_model_folder(path):
             return ("preset" if folder.is_preset(path) else "folder"), path
-        raise UnreadableModel("is a directory, not a model file (nor a SavedModel or checkpoint directory)")
+        from varctl.formats import orbax
+
+        if orbax.is_orbax_folder(path):
+            return "orbax", path
+        raise UnreadableModel(
+            "is a directory, not a model file (nor a SavedModel, checkpoint or Orbax checkpoint directory)"
+        )
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableModel("not a regular file (FIFO, device or socket)")
     if os.path.basename(path) == "saved_model.pb" and savedmodel.is_savedmodel(os.path.dirname(path) or "."):
