@@ -355,3 +355,21 @@ def test_the_python_docs_examples_print_what_the_page_shows(tmp_path, monkeypatc
         page.write_text(fresh, encoding="utf-8")
         text = fresh
     assert text == fresh, "docs/python.md: an example prints something else now (--update-golden)"
+
+
+def test_read_takes_the_step_of_an_orbax_folder_and_a_config_like_the_cli(cli, tmp_path):
+    import zipfile
+
+    folder = ROOT / "tests" / "orbax_files" / "dense"
+    for step in (0, None):
+        args = ["--step", str(step)] if step is not None else []
+        expected = json.loads(cli("list", str(folder), *args, "-f", "json").stdout)
+        assert json.loads(json.dumps(varctl.read(folder, step=step).to_dict())) == expected
+    with pytest.raises(varctl.UsageError):
+        varctl.read(SAMPLES / "seed_dense.keras", step=1)
+    weights = tmp_path / "m.weights.h5"
+    with zipfile.ZipFile(SAMPLES / "seed_dense.keras") as z:
+        weights.write_bytes(z.read("model.weights.h5"))
+    cfg = SAMPLES / "seed_dense.keras"
+    expected = json.loads(cli("list", str(weights), "--config", str(cfg), "-f", "json").stdout)
+    assert json.loads(json.dumps(varctl.read(weights, config=cfg).to_dict())) == expected

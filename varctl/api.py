@@ -45,12 +45,21 @@ def _named(path: str, e: UnreadableModel) -> UnreadableModel:
     return type(e)(f"cannot open '{path}': {e.message}", hint=e.hint)
 
 
-def _open(path: PathLike, load: Any = None) -> ModelInfo:
-    from varctl.formats import open_model
+def _open(
+    path: PathLike, load: Any = None, config: PathLike | None = None, step: int | None = None
+) -> ModelInfo:
+    from varctl.formats import _sandbox, hub_files, open_model
 
     p = os.fspath(path)
+    architecture = None
+    if config is not None:  # as --config: the architecture read in the sandbox
+        c = os.fspath(config)
+        try:
+            architecture = _sandbox.call(hub_files.config_from, c, label=f"'{c}'")
+        except UnreadableModel as e:
+            raise type(e)(f"config '{c}': {e.message}", hint=e.hint) from e
     try:
-        return open_model(p, load=load)
+        return open_model(p, load=load, config=architecture, step=step)
     except UnreadableModel as e:
         raise _named(p, e) from e
     except (VarctlError, KeyboardInterrupt, MemoryError):
@@ -69,6 +78,8 @@ def read(
     load: bool = False,
     custom_objects: Iterable[PathLike] = (),
     unsafe: bool = False,
+    config: PathLike | None = None,
+    step: int | None = None,
 ) -> ModelInfo:
     """Read a saved model: every variable with shape, dtype, params and effective trainable state.
 
@@ -80,6 +91,9 @@ def read(
         custom_objects: with `load`, Python files to import first so their custom classes are
             known (`--custom-objects`).
         unsafe: with `load`, turn Keras safe_mode off: runs code stored in the file (`--unsafe`).
+        config: for weights-only and sharded files, the architecture that names their variables
+            (a config.json, a model.to_json() file, a .keras file or a preset folder: `--config`).
+        step: for an Orbax checkpoint folder, the step to read (default: the latest; `--step`).
 
     Returns:
         ModelInfo: `.variables` (in `model.weights` order), `.layers`, `.totals()`, `.warnings`.
@@ -93,10 +107,10 @@ def read(
         if files or unsafe:
             flag = "custom_objects" if files else "unsafe"
             raise UsageError(f"{flag} only applies with load=True")
-        return _open(path)
+        return _open(path, config=config, step=step)
     from varctl.formats.loaded import LoadOptions
 
-    return _open(path, LoadOptions(files, unsafe))
+    return _open(path, LoadOptions(files, unsafe), config=config, step=step)
 
 
 def _read_for_edit(path: str) -> Parsed:
