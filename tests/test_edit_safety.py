@@ -266,3 +266,24 @@ def test_full_disk_during_the_remap(trained_1mb, disk, free_kb):
     assert errors[0].endswith("No space left on device"), errors
     assert digest(target) == before
     assert leftovers(disk) == []
+
+
+def test_edits_that_only_read_the_input_share_it_in_place_edits_do_not(tmp_path):
+    """`-o` reads the input under a shared lock (several at once are fine); `--in-place` needs it
+    alone, and is refused (exit 4) while another varctl reads it, as `-o` is while one replaces it."""
+    import fcntl
+
+    src = tmp_path / "m.keras"
+    shutil.copy(SAMPLES / "seed_dense.keras", src)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # another `-o` edit reading it
+        assert run("freeze", src, "-p", "dense", "-o", tmp_path / "a.keras").exit_code == 0
+        busy = run("freeze", src, "-p", "dense", "--in-place")
+        assert busy.exit_code == EXIT_UNWRITABLE and "being edited" in busy.stderr
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another `--in-place` edit replacing it
+        busy = run("freeze", src, "-p", "dense", "-o", tmp_path / "b.keras")
+        assert busy.exit_code == EXIT_UNWRITABLE and not (tmp_path / "b.keras").exists()
+    finally:
+        os.close(fd)
+    assert run("freeze", src, "-p", "dense", "--in-place").exit_code == 0

@@ -160,7 +160,7 @@ def _edit(
     target = model if in_place else (os.fspath(output) if output is not None else None)
     if target and not dry_run:
         safe_write.check_target(target)  # a device, FIFO or directory: refused before any work
-    with contextlib.nullcontext() if dry_run else safe_write.locked(model) as guard:
+    with contextlib.nullcontext() if dry_run else safe_write.locked(model, shared=not in_place) as guard:
         planned = edit.plan(_read_for_edit(model), request)
         if guard is not None and target:
             held = guard
@@ -365,32 +365,10 @@ def summary_text(info: ModelInfo) -> str:
 
 def rich_renderable(info: ModelInfo) -> Any:
     """The table `varctl list` draws on a terminal, as a rich renderable (not printed)."""
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    from varctl import out
-    from varctl.render import Kind, _rich_cell
+    from varctl.render import rich_renderable as renderable
     from varctl.views import list_report
 
-    report = list_report(info, list(info.variables))
-    cols = [c for c in report.columns if c.in_table]
-    table = Table(
-        title=Text(out.clean(report.title), style="bold"),
-        box=box.SIMPLE_HEAD,
-        header_style="bold",
-        title_justify="left",
-    )
-    for c in cols:
-        table.add_column(
-            Text(out.clean(c.header)),
-            justify="right" if c.kind is Kind.numeric else "left",
-            no_wrap=c.kind is not Kind.note,
-        )
-    for row in report.table_rows():
-        table.add_row(*(_rich_cell(c, c.value(row)) for c in cols))
-    return Group(table, *(Text(out.clean(line)) for line in report.summary))
+    return renderable(list_report(info, list(info.variables)))
 
 
 _HTML_STYLE = (

@@ -232,19 +232,20 @@ def plain_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rich_table(report: Report) -> None:
-    """The table on a terminal, drawn by rich (imported only here)."""
+def rich_renderable(report: Report, *, terminal: bool = True) -> Any:
+    """The report as a rich renderable (title, table, summary lines): what a terminal shows."""
     from rich import box
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    console = out.out()
     cols = [c for c in report.columns if c.in_table]
     title = Text(out.clean(report.title), style="bold")
+    parts: list[Any] = [title]
     if cols:
         table = Table(
             title=title,
-            box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
+            box=box.SIMPLE_HEAD if terminal else box.ASCII2,
             header_style="bold",
             title_justify="left",
         )
@@ -256,11 +257,14 @@ def _rich_table(report: Report) -> None:
             )
         for row in report.table_rows():
             table.add_row(*(_rich_cell(c, c.value(row)) for c in cols))
-        console.print(table)
-    else:
-        console.print(title)
-    for line in report.summary:
-        console.print(Text(out.clean(line)))
+        parts = [table]
+    return Group(*parts, *(Text(out.clean(line)) for line in report.summary))
+
+
+def _rich_table(report: Report) -> None:
+    """The table on a terminal, drawn by rich (imported only here)."""
+    console = out.out()
+    console.print(rich_renderable(report, terminal=console.is_terminal))
     console.print()
 
 

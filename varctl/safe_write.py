@@ -205,8 +205,11 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 @contextmanager
-def locked(path: str) -> Iterator[Guard]:
-    """Lock `path` for editing (flock, non-blocking): a second varctl editing it gets an error."""
+def locked(path: str, *, shared: bool = False) -> Iterator[Guard]:
+    """Lock `path` for editing (flock, non-blocking): a second varctl editing it gets an error.
+
+    `shared`: the input is only read (`-o` elsewhere): several such edits may read it at once, but
+    not while one replaces it (`--in-place` takes the lock exclusively)."""
     import fcntl
 
     try:
@@ -217,7 +220,7 @@ def locked(path: str) -> Iterator[Guard]:
     try:
         for _ in range(3):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise OutputError(
                     f"'{path}' is being edited by another varctl process", hint="try again when it is done"

@@ -68,7 +68,7 @@ def _edit(
     if target and not dry_run and not folder_input:
         safe_write.check_target(target)  # a device, FIFO or directory: refused before any work
     verified: list[str] = []
-    with contextlib.nullcontext() if dry_run else safe_write.locked(model) as guard:
+    with contextlib.nullcontext() if dry_run else safe_write.locked(model, shared=not in_place) as guard:
         plan = edit.plan(_read_for_edit(model), request)
         if verify and not dry_run:  # refused before any write (a preset is not loaded by load_model)
             getattr(formats.editor(plan.parsed), "check_verify", lambda parsed: None)(plan.parsed)
