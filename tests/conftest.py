@@ -102,3 +102,48 @@ def public_tmp():
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def fuzz_settings(default_examples: int):
+    """The hypothesis settings every fuzz test uses: VARCTL_FUZZ_EXAMPLES examples (else the
+    default), derandomized unless VARCTL_FUZZ_SEED names a seed, no example database."""
+    from hypothesis import HealthCheck, seed, settings
+
+    examples = int(os.environ.get("VARCTL_FUZZ_EXAMPLES", str(default_examples)))
+    chosen = os.environ.get("VARCTL_FUZZ_SEED")
+
+    def apply(f):
+        f = settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=chosen is None,
+            suppress_health_check=list(HealthCheck),
+        )(f)
+        return seed(int(chosen))(f) if chosen else f
+
+    return apply
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """`tmpfs("8m")`: a fresh tmpfs of that size under tmp_path (root only; skips where mount is
+    not permitted), unmounted after the test."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"disk{len(mounted)}"
+        mnt.mkdir()
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True
+        )
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], check=True)

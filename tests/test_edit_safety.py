@@ -230,17 +230,9 @@ def trained_1mb(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def disk(tmp_path):
+def disk(tmpfs):
     """An 8 MB tmpfs (root only)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    return tmpfs("8m")
 
 
 def _fill(disk: Path, free: int) -> None:

@@ -20,15 +20,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT, SAMPLES
+from tests.conftest import fuzz_settings as conftest_fuzz_settings
 from varctl.cli import app
 
-EXAMPLES = int(os.environ.get("VARCTL_FUZZ_EXAMPLES", "60"))
-SEED = os.environ.get("VARCTL_FUZZ_SEED")
 ENV = {
     "NO_COLOR": "1",
     "COLUMNS": "120",
@@ -44,15 +43,7 @@ runner = CliRunner()
 FOUND: dict[str, int] = {}
 
 
-def fuzz_settings(f):
-    f = settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=SEED is None,
-        suppress_health_check=list(HealthCheck),
-    )(f)
-    return seed(int(SEED))(f) if SEED else f
+fuzz_settings = conftest_fuzz_settings(60)
 
 
 def check(tmp: Path, data: bytes, name: str = "m.keras") -> None:

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
+from tests.conftest import fuzz_settings as conftest_fuzz_settings
 from varctl.cli import app
 from varctl.errors import VarctlError
 from varctl.formats import open_model
 
-EXAMPLES = int(os.environ.get("VARCTL_FUZZ_EXAMPLES", "75"))  # per strategy
-SEED = os.environ.get("VARCTL_FUZZ_SEED")
 ENV = {"NO_COLOR": "1", "COLUMNS": "120", "FORCE_COLOR": None, "TTY_COMPATIBLE": None}
 H5_BYTES = (SAMPLES / "seed_dense.h5").read_bytes()
 with zipfile.ZipFile(SAMPLES / "seed_dense.keras") as _z:
@@ -37,15 +35,7 @@ with zipfile.ZipFile(SAMPLES / "seed_dense.keras") as _z:
 runner = CliRunner()
 
 
-def fuzz_settings(f):
-    f = settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=SEED is None,
-        suppress_health_check=list(HealthCheck),
-    )(f)
-    return seed(int(SEED))(f) if SEED else f
+fuzz_settings = conftest_fuzz_settings(75)
 
 
 def _strict(text: str):

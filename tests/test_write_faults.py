@@ -54,17 +54,9 @@ def model_1mb(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
+def tiny_disk(tmpfs):
     """A 2 MB tmpfs (root only): the disk fills up during the write."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    return tmpfs("2m")
 
 
 def test_in_place_on_a_full_disk_keeps_the_original(model_1mb, tiny_disk):
