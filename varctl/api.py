@@ -15,14 +15,13 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from varctl.errors import InternalError, UnreadableModel, UsageError, VarctlError
+from varctl.errors import UsageError
 from varctl.model import ModelInfo
 
 if TYPE_CHECKING:
     from varctl.checks import CheckResult
     from varctl.diffs import DiffResult
     from varctl.edit import Plan
-    from varctl.formats.parsed import Parsed
     from varctl.valuestats import VariableStats
 
 __all__ = ["check", "diff", "freeze", "read", "stats", "unfreeze"]
@@ -40,32 +39,13 @@ def _patterns(value: Patterns | None) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _named(path: str, e: UnreadableModel) -> UnreadableModel:
-    """The same error class, with the file name in front of its message (as the CLI says it)."""
-    return type(e)(f"cannot open '{path}': {e.message}", hint=e.hint)
-
-
 def _open(
     path: PathLike, load: Any = None, config: PathLike | None = None, step: int | None = None
 ) -> ModelInfo:
-    from varctl.formats import _sandbox, hub_files, open_model
+    from varctl.formats import read_config_file, read_named
 
-    p = os.fspath(path)
-    architecture = None
-    if config is not None:  # as --config: the architecture read in the sandbox
-        c = os.fspath(config)
-        try:
-            architecture = _sandbox.call(hub_files.config_from, c, label=f"'{c}'")
-        except UnreadableModel as e:
-            raise type(e)(f"config '{c}': {e.message}", hint=e.hint) from e
-    try:
-        return open_model(p, load=load, config=architecture, step=step)
-    except UnreadableModel as e:
-        raise _named(p, e) from e
-    except (VarctlError, KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as e:  # a bug: named like the CLI names it (exit code 70)
-        raise InternalError(f"internal error while reading '{p}': {type(e).__name__}: {e}") from e
+    architecture = read_config_file(os.fspath(config), "config") if config is not None else None
+    return read_named(os.fspath(path), load=load, config=architecture, step=step).info
 
 
 def _info(model: PathLike | ModelInfo) -> ModelInfo:
@@ -113,15 +93,6 @@ def read(
     return _open(path, LoadOptions(files, unsafe), config=config, step=step)
 
 
-def _read_for_edit(path: str) -> Parsed:
-    from varctl.formats import read_model
-
-    try:
-        return read_model(path, for_edit=True)
-    except UnreadableModel as e:
-        raise _named(path, e) from e
-
-
 def _edit(
     action: str,
     trainable: bool,
@@ -141,7 +112,7 @@ def _edit(
     verify: bool,
 ) -> Plan:
     """What `varctl freeze/unfreeze` does, minus the printing (varctl/commands/editing.py)."""
-    from varctl import edit, safe_write
+    from varctl import edit, formats, safe_write
 
     model = os.fspath(path)
     chosen = [name for name, on in (("output", output), ("in_place", in_place), ("dry_run", dry_run)) if on]
@@ -161,7 +132,7 @@ def _edit(
     if target and not dry_run:
         safe_write.check_target(target)  # a device, FIFO or directory: refused before any work
     with contextlib.nullcontext() if dry_run else safe_write.locked(model, shared=not in_place) as guard:
-        planned = edit.plan(_read_for_edit(model), request)
+        planned = edit.plan(formats.read_named(model, for_edit=True), request)
         if guard is not None and target:
             held = guard
 

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperCommand
 
 from varctl import out
-from varctl.errors import EXIT_BUG, InternalError, UnreadableModel, UsageError, VarctlError
+from varctl.errors import EXIT_BUG, InternalError, UsageError, VarctlError
 from varctl.render import CIFormat, Format, Report
 
 if TYPE_CHECKING:
@@ -274,28 +274,16 @@ def load_options(load: bool, custom_objects: list[str] | None, unsafe: bool) -> 
 
 def config_option(config_file: str | None) -> Any:
     """--config FILE: the architecture it holds (read in the sandbox), or None."""
-    if config_file is None:
-        return None
-    from varctl.formats import _sandbox, hub_files
+    from varctl.formats import read_config_file
 
-    try:
-        return _sandbox.call(hub_files.config_from, config_file, label=f"'{config_file}'")
-    except UnreadableModel as e:
-        raise type(e)(f"--config '{config_file}': {e.message}", hint=e.hint) from e
+    return None if config_file is None else read_config_file(config_file, "--config")
 
 
 def open_or_fail(path: str, load: Any = None, config: Any = None, step: int | None = None) -> ModelInfo:
-    """open_model() with the file name put in front of any error message (bugs included)."""
-    from varctl.formats import open_model
+    """The model at `path`, read once, its name in front of any error message (bugs included)."""
+    from varctl.formats import read_named
 
-    try:
-        return open_model(path, load=load, config=config, step=step)
-    except UnreadableModel as e:
-        raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
-    except (VarctlError, KeyboardInterrupt, MemoryError, BrokenPipeError):
-        raise
-    except Exception as e:
-        raise InternalError(f"internal error while reading '{path}': {type(e).__name__}: {e}") from e
+    return read_named(path, load=load, config=config, step=step).info
 
 
 # -- the many-model loop ------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
 
 from varctl import out
 from varctl.commands._options import (
@@ -69,7 +68,7 @@ def _edit(
         safe_write.check_target(target)  # a device, FIFO or directory: refused before any work
     verified: list[str] = []
     with contextlib.nullcontext() if dry_run else safe_write.locked(model, shared=not in_place) as guard:
-        plan = edit.plan(_read_for_edit(model), request)
+        plan = edit.plan(formats.read_named(model, for_edit=True), request)
         if verify and not dry_run:  # refused before any write (a preset is not loaded by load_model)
             getattr(formats.editor(plan.parsed), "check_verify", lambda parsed: None)(plan.parsed)
         if guard is not None and target:
@@ -92,17 +91,6 @@ def _edit(
             out.message("info", f"nothing to change{same}")
     for line in verified:
         out.message("info", line)
-
-
-def _read_for_edit(path: str) -> Any:
-    """The input, read once (metadata, config and manifest), with its name in front of errors."""
-    from varctl.errors import UnreadableModel
-    from varctl.formats import read_model
-
-    try:
-        return read_model(path, for_edit=True)
-    except UnreadableModel as e:
-        raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
 
 
 @handle_errors

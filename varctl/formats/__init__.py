@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from varctl.errors import UnreadableModel, UnsupportedFormat, UsageError
+from varctl.errors import InternalError, UnreadableModel, UnsupportedFormat, UsageError, VarctlError
 from varctl.formats.identify import DESCRIPTION, SUPPORTED, describe, identify, sniff
 from varctl.formats.loaded import LoadOptions
 from varctl.formats.parsed import Parsed, Rewrite
@@ -51,6 +51,37 @@ EDITABLE = (ModelFormat.KERAS, ModelFormat.H5, ModelFormat.FOLDER, ModelFormat.P
 LOADABLE = (ModelFormat.KERAS, ModelFormat.H5)  # what --load hands to Keras (formats/loaded.py)
 # `--config FILE` (the model's architecture) names the variables of these (weights only)
 TAKES_CONFIG = ("weights", "sharded", "folder", "preset")
+
+
+def read_named(
+    path: str,
+    *,
+    load: LoadOptions | None = None,
+    for_edit: bool = False,
+    config: Any = None,
+    step: int | None = None,
+) -> Parsed:
+    """read_model() with the input's name in front of any error, as the CLI and the API say it:
+    "cannot open 'm.keras': ...", and a bug while reading it an InternalError naming it (exit 70)."""
+    try:
+        return read_model(path, load=load, for_edit=for_edit, config=config, step=step)
+    except UnreadableModel as e:
+        raise type(e)(f"cannot open '{path}': {e.message}", hint=e.hint) from e
+    except (VarctlError, KeyboardInterrupt, MemoryError, BrokenPipeError):
+        raise
+    except Exception as e:
+        raise InternalError(f"internal error while reading '{path}': {type(e).__name__}: {e}") from e
+
+
+def read_config_file(path: str, named_as: str) -> Any:
+    """The architecture a `--config FILE` holds (config.json, model.to_json(), .keras, preset),
+    read in the sandbox; errors start with `named_as 'FILE'`."""
+    from varctl.formats import _sandbox, hub_files
+
+    try:
+        return _sandbox.call(hub_files.config_from, path, label=f"'{path}'")
+    except UnreadableModel as e:
+        raise type(e)(f"{named_as} '{path}': {e.message}", hint=e.hint) from e
 
 
 def open_model(
