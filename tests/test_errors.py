@@ -280,7 +280,7 @@ def test_handle_errors_gives_each_class_its_code_and_one_line(cls):
     """The one decorator every command wears, on a command that raises `cls`."""
     import typer
 
-    from varctl.commands._options import handle_errors
+    from varctl.commands._run import handle_errors
 
     probe = typer.Typer()
 
@@ -298,7 +298,7 @@ def test_handle_errors_gives_each_class_its_code_and_one_line(cls):
 def test_a_bug_is_exit_70_with_one_line_and_a_debug_hint():
     import typer
 
-    from varctl.commands._options import handle_errors
+    from varctl.commands._run import handle_errors
 
     probe = typer.Typer()
 

@@ -1,17 +1,22 @@
 """The Typer app: builds `app` and registers the commands. Nothing but varctl.__main__ imports this module.
 
-The commands are plain functions in varctl/commands/; their shared options and helpers live in
-varctl/commands/_options.py. No h5py, json or TensorFlow here.
+The commands are plain functions in varctl/commands/; their options are declared in their signatures
+with the aliases of varctl/commands/_options.py, as annotations that stay strings until `_declared`
+resolves them here, so that running a command never needs Typer (varctl/commands/_argv.py). What the
+commands share at run time lives in varctl/commands/_run.py. No h5py, json or TensorFlow here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from varctl import __version__
-from varctl.commands import checking, editing, listing, view
+from varctl.commands import _options, checking, editing, listing, view
 from varctl.commands._options import Command
 
 app = typer.Typer(
@@ -39,14 +44,27 @@ def _root(
     """varctl: see every variable of a saved Keras model, freeze layers, and check models in CI."""
 
 
+def _declared(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` with its annotations evaluated against `typer` and the aliases of _options (in place:
+    the handle_errors wrapper shares the dict), as Typer reads them."""
+    target = inspect.unwrap(fn)
+    names = {**vars(_options), "typer": typer, **target.__globals__}
+    target.__annotations__.update(typing.get_type_hints(target, globalns=names, include_extras=True))
+    return fn
+
+
 # The order here is the order of `varctl --help`.
-app.command("list", cls=Command)(listing.list_)
-app.command("freeze", cls=Command)(editing.freeze)
-app.command("unfreeze", cls=Command)(editing.unfreeze)
-app.command("check", cls=Command)(checking.check)
-app.command("diff", cls=Command)(checking.diff)
-app.command("stats", cls=Command)(checking.stats)
-app.command("view", cls=Command)(view.view)
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "list": listing.list_,
+    "freeze": editing.freeze,
+    "unfreeze": editing.unfreeze,
+    "check": checking.check,
+    "diff": checking.diff,
+    "stats": checking.stats,
+    "view": view.view,
+}
+for _name, _fn in COMMANDS.items():
+    app.command(_name, cls=Command)(_declared(_fn))
 
 
 def main() -> None:

@@ -1,30 +1,21 @@
-"""What every command shares: the option aliases, the error decorator, opening models, the many-model loop.
+"""The Typer declarations of the commands' options: one alias per shared option, the Command class,
+layer-name completion. Only varctl.cli imports this module at run time.
 
-Commands import from here, never from `varctl.cli` (which only assembles the app), so the import graph
-runs one way: cli -> commands -> _options -> core.
+The command modules name these aliases (and `typer.Option`) in annotations only, which stay strings
+(`from __future__ import annotations`) until varctl.cli resolves them against this module: so a
+command runs without importing Typer (varctl/commands/_argv.py), and what it does at run time lives
+in varctl/commands/_run.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import sys
-import traceback
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
-from varctl import out
-from varctl.errors import EXIT_BUG, InternalError, UsageError, VarctlError
-from varctl.render import CIFormat, Format, Report
-
-if TYPE_CHECKING:
-    from varctl.model import ModelInfo
-
-F = TypeVar("F", bound=Callable[..., Any])
+from varctl.render import CIFormat, Format
 
 
 class Command(TyperCommand):
@@ -209,149 +200,69 @@ VerifyOpt = Annotated[
     bool, typer.Option("--verify", help="Load the result with Keras (needs TensorFlow) and check it.")
 ]
 
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-def report_error(e: VarctlError) -> None:
-    """`varctl: error: ...` (and `varctl: hint: ...`) on stderr."""
-    out.message("error", e.message)
-    if e.hint:
-        out.message("hint", e.hint)
-
-
-def handle_errors(fn: F) -> F:
-    """Turn VarctlError into one stderr line + its exit code; anything else is a bug (exit 70)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VarctlError as e:
-            if os.environ.get("VARCTL_DEBUG") and isinstance(e, InternalError):
-                traceback.print_exc()
-            report_error(e)
-            raise typer.Exit(e.exit_code) from None
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            out.message("error", "interrupted")
-            raise typer.Exit(130) from None
-        except BrokenPipeError:
-            # stdout closed early (`varctl list m.keras | head`): not an error.
-            with contextlib.suppress(OSError):
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout for the rest of the run
-            raise typer.Exit(0) from None
-        except Exception as e:
-            if os.environ.get("VARCTL_DEBUG"):
-                traceback.print_exc()
-            out.message(
-                "error", f"internal error: {type(e).__name__}: {e}; set VARCTL_DEBUG=1 for a traceback"
-            )
-            raise typer.Exit(EXIT_BUG) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-# -- opening models -----------------------------------------------------------------------------
-
-
-def load_options(load: bool, custom_objects: list[str] | None, unsafe: bool) -> Any:
-    """--load/--custom-objects/--unsafe as one LoadOptions for open_or_fail (None: read statically)."""
-    if not load:
-        if custom_objects or unsafe:
-            flag = "--custom-objects" if custom_objects else "--unsafe"
-            raise UsageError(
-                f"{flag} only applies with --load", hint="varctl list MODEL --load --custom-objects layers.py"
-            )
-        return None
-    from varctl.formats.loaded import UNSAFE_WARNING, LoadOptions
-
-    if unsafe:
-        out.message("warning", UNSAFE_WARNING)
-    return LoadOptions(tuple(custom_objects or ()), unsafe)
-
-
-def config_option(config_file: str | None) -> Any:
-    """--config FILE: the architecture it holds (read in the sandbox), or None."""
-    from varctl.formats import read_config_file
-
-    return None if config_file is None else read_config_file(config_file, "--config")
-
-
-def open_or_fail(path: str, load: Any = None, config: Any = None, step: int | None = None) -> ModelInfo:
-    """The model at `path`, read once, its name in front of any error message (bugs included)."""
-    from varctl.formats import read_named
-
-    return read_named(path, load=load, config=config, step=step).info
-
-
-# -- the many-model loop ------------------------------------------------------------------------
-
-
-def run_each(
-    paths: list[str],
-    fmt: Format | CIFormat,
-    schema: str,
-    work: Callable[[ModelInfo], tuple[Report | None, int]],
-    *,
-    selector: object | None = None,
-    warnings: bool = True,
-    load: object | None = None,
-    config: object | None = None,
-    step: int | None = None,
-    after: Callable[[list[tuple[str, int]]], None] | None = None,
-) -> None:
-    """Run `work` on every model and render the reports in argument order; exit with the worst code.
-
-    One model that cannot be read (or read further) is reported on stderr, and as an `error`
-    document in JSON, without hiding the others. A `selector` whose patterns match no layer in any
-    readable model is a usage error (exit 2). `after` gets every (path, exit code) once the reports
-    are rendered (for a closing count line).
-    """
-    from varctl.model import ModelInfo
-    from varctl.render import render
-    from varctl.select import Selector, no_match_error
-    from varctl.views import error_report
-
-    opened: list[ModelInfo | VarctlError] = []
-    with out.many_files(len(paths), "reading") as tick:
-        for p in paths:
-            try:
-                opened.append(open_or_fail(p, load, config, step))
-            except VarctlError as e:
-                opened.append(e)
-            tick()
-    infos = [i for i in opened if isinstance(i, ModelInfo)]
-    if (
-        isinstance(selector, Selector)
-        and selector.patterns
-        and infos
-        and (missing := selector.unmatched(infos))
-    ):
-        raise no_match_error(missing, infos)
-    reports: list[Report] = []
-    outcomes: list[tuple[str, int]] = []
-    for path, item in zip(paths, opened, strict=True):
-        if isinstance(item, ModelInfo):
-            if warnings:
-                for w in item.warnings:
-                    out.message("warning", f"{item.source}: {w}")
-            try:
-                report, code = work(item)
-            except VarctlError as e:
-                item = e
-            else:
-                reports += [report] if report is not None else []
-                outcomes.append((path, code))
-                continue
-        report_error(item)
-        outcomes.append((path, item.exit_code))
-        if (fmt.value == "json" and len(paths) > 1) or fmt.value == "github":
-            reports.append(error_report(schema, path, item.message))  # JSON: aligned with the arguments
-    render(reports, fmt)
-    if after is not None:
-        after(outcomes)
-    worst = max((code for _, code in outcomes), default=0)
-    if worst:
-        raise typer.Exit(worst)
+FrozenOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--frozen",
+        metavar="PATTERN",
+        help="Every variable in layers matching PATTERN must be frozen. Repeatable.",
+    ),
+]
+TrainableOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trainable",
+        metavar="PATTERN",
+        help="Every variable in layers matching PATTERN must be trainable (moving statistics and other "
+        "never-trainable variables are not counted). Repeatable.",
+    ),
+]
+MaxParamsOpt = Annotated[
+    int | None, typer.Option("--max-trainable-params", metavar="N", min=0, help="At most N trainable params.")
+]
+MinParamsOpt = Annotated[
+    int | None,
+    typer.Option("--min-trainable-params", metavar="N", min=0, help="At least N trainable params."),
+]
+FiniteOpt = Annotated[
+    bool, typer.Option("--finite", help="No NaN or Inf value in any selected variable (reads values).")
+]
+NoLambdaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-lambda",
+        help="No Lambda layer (nor other code: serialized lambdas, TorchModuleWrapper, JaxLayer, TFSMLayer) "
+        "in the config.",
+    ),
+]
+OnlyKerasOpt = Annotated[
+    bool,
+    typer.Option(
+        "--only-keras-layers",
+        help="Nothing in the config but Keras's own classes and functions: no custom layers or objects, "
+        "no Lambda code.",
+    ),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show assertions that hold, and warnings.")
+]
+TrainableFilterOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--trainable/--frozen", help="Keep only trainable (or only frozen) variables.", show_default=False
+    ),
+]
+ValuesOpt = Annotated[
+    bool, typer.Option("--values", help="Also compare values (max |A-B|, differing elements).")
+]
+AtolOpt = Annotated[
+    float,
+    typer.Option(
+        "--atol",
+        min=0.0,
+        metavar="X",
+        help="With --values: elements within this absolute difference are equal.",
+    ),
+]
+ArgA = Annotated[str, typer.Argument(metavar="A", help="The model to compare from.", show_default=False)]
+ArgB = Annotated[str, typer.Argument(metavar="B", help="The model to compare to.", show_default=False)]

@@ -2,93 +2,35 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING
 
 from varctl import out
-from varctl.commands._options import (
-    CIFormatOpt,
-    FormatOpt,
-    PathsArg,
-    PatternOpt,
-    RegexOpt,
-    handle_errors,
-    open_or_fail,
-    run_each,
-)
+from varctl.commands._run import handle_errors, open_or_fail, run_each
 from varctl.errors import EXIT_FOUND
 from varctl.render import CIFormat, Format, Report
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the declarations, for annotations only: varctl.cli resolves them
+    from varctl.commands._options import (
+        ArgA,
+        ArgB,
+        AtolOpt,
+        CIFormatOpt,
+        FiniteOpt,
+        FormatOpt,
+        FrozenOpt,
+        MaxParamsOpt,
+        MinParamsOpt,
+        NoLambdaOpt,
+        OnlyKerasOpt,
+        PathsArg,
+        PatternOpt,
+        RegexOpt,
+        TrainableFilterOpt,
+        TrainableOpt,
+        ValuesOpt,
+        VerboseOpt,
+    )
     from varctl.model import ModelInfo
-
-FrozenOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--frozen",
-        metavar="PATTERN",
-        help="Every variable in layers matching PATTERN must be frozen. Repeatable.",
-    ),
-]
-TrainableOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--trainable",
-        metavar="PATTERN",
-        help="Every variable in layers matching PATTERN must be trainable (moving statistics and other "
-        "never-trainable variables are not counted). Repeatable.",
-    ),
-]
-MaxParamsOpt = Annotated[
-    int | None, typer.Option("--max-trainable-params", metavar="N", min=0, help="At most N trainable params.")
-]
-MinParamsOpt = Annotated[
-    int | None,
-    typer.Option("--min-trainable-params", metavar="N", min=0, help="At least N trainable params."),
-]
-FiniteOpt = Annotated[
-    bool, typer.Option("--finite", help="No NaN or Inf value in any selected variable (reads values).")
-]
-NoLambdaOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-lambda",
-        help="No Lambda layer (nor other code: serialized lambdas, TorchModuleWrapper, JaxLayer, TFSMLayer) "
-        "in the config.",
-    ),
-]
-OnlyKerasOpt = Annotated[
-    bool,
-    typer.Option(
-        "--only-keras-layers",
-        help="Nothing in the config but Keras's own classes and functions: no custom layers or objects, "
-        "no Lambda code.",
-    ),
-]
-VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Also show assertions that hold, and warnings.")
-]
-TrainableFilterOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--trainable/--frozen", help="Keep only trainable (or only frozen) variables.", show_default=False
-    ),
-]
-ValuesOpt = Annotated[
-    bool, typer.Option("--values", help="Also compare values (max |A-B|, differing elements).")
-]
-AtolOpt = Annotated[
-    float,
-    typer.Option(
-        "--atol",
-        min=0.0,
-        metavar="X",
-        help="With --values: elements within this absolute difference are equal.",
-    ),
-]
-ArgA = Annotated[str, typer.Argument(metavar="A", help="The model to compare from.", show_default=False)]
-ArgB = Annotated[str, typer.Argument(metavar="B", help="The model to compare to.", show_default=False)]
 
 
 @handle_errors
@@ -160,7 +102,7 @@ def diff(
     else:
         render([views.diff_report(result)], fmt)
     if not result.identical:
-        raise typer.Exit(EXIT_FOUND)
+        raise SystemExit(EXIT_FOUND)
 
 
 @handle_errors

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
 from varctl import out
-from varctl.commands._options import (
-    AllOpt,
-    DryRunOpt,
-    EditPatternOpt,
-    FirstOpt,
-    FormatOpt,
-    InPlaceOpt,
-    KeepBnOpt,
-    ModelArg,
-    OptStateOpt,
-    OutputOpt,
-    RegexOpt,
-    UptoOpt,
-    VerifyOpt,
-    WithinOpt,
-    handle_errors,
-)
+from varctl.commands._run import handle_errors
 from varctl.render import Format
+
+if TYPE_CHECKING:  # the declarations, for annotations only: varctl.cli resolves them
+    from varctl.commands._options import (
+        AllOpt,
+        DryRunOpt,
+        EditPatternOpt,
+        FirstOpt,
+        FormatOpt,
+        InPlaceOpt,
+        KeepBnOpt,
+        ModelArg,
+        OptStateOpt,
+        OutputOpt,
+        RegexOpt,
+        UptoOpt,
+        VerifyOpt,
+        WithinOpt,
+    )
 
 
 def _edit(

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import typer
-
-from varctl.commands._options import (
-    ConfigOpt,
-    CustomObjectsOpt,
-    LoadOpt,
-    PathsArg,
-    PatternOpt,
-    RegexOpt,
-    StepOpt,
-    UnsafeOpt,
-    config_option,
-    handle_errors,
-    load_options,
-    run_each,
-)
+from varctl.commands._run import config_option, handle_errors, load_options, run_each
 from varctl.render import Format
+
+if TYPE_CHECKING:  # the declarations, for annotations only: varctl.cli resolves them
+    import typer
+
+    from varctl.commands._options import (
+        ConfigOpt,
+        CustomObjectsOpt,
+        LoadOpt,
+        PathsArg,
+        PatternOpt,
+        RegexOpt,
+        StepOpt,
+        UnsafeOpt,
+    )
 
 
 class ListFormat(str, Enum):  # Format plus `html`, which only `list` writes

@@ -10,12 +10,13 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
 from varctl import out
-from varctl.commands._options import PathsArg, handle_errors
+from varctl.commands._run import handle_errors
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the declarations, for annotations only: varctl.cli resolves them
+    import typer
+
+    from varctl.commands._options import PathsArg
     from varctl.model import ModelInfo
     from varctl.select import Selector
 
@@ -29,7 +30,7 @@ def html_pages(
     Returns:
         (the page, or None when no model could be read; the exit code).
     """
-    from varctl.commands._options import run_each
+    from varctl.commands._run import run_each
     from varctl.html import page, restrict
     from varctl.model import LIST_SCHEMA
     from varctl.render import Format
@@ -45,8 +46,8 @@ def html_pages(
     code = 0
     try:
         run_each(models, Format.table, LIST_SCHEMA, collect, selector=selector, load=load)
-    except typer.Exit as e:
-        code = e.exit_code
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
     return (page(infos) if infos else None), code
 
 
@@ -57,7 +58,7 @@ def list_html(models: list[str], selector: Selector, trainable: bool | None, loa
         sys.stdout.write(text)
         sys.stdout.flush()
     if code:
-        raise typer.Exit(code)
+        raise SystemExit(code)
 
 
 def _temp_name(models: list[str]) -> str:
@@ -159,4 +160,4 @@ def view(
         if not no_open and (why := open_in_browser(path)) is not None:
             out.message("info", f"open it in a browser ({why}: none was started)")
     if code:
-        raise typer.Exit(code)
+        raise SystemExit(code)
