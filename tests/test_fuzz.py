@@ -237,7 +237,7 @@ log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 files = sys.argv[2:]
 from varctl.cli import main
 import varctl.formats
-varctl.formats._preload()
+varctl.formats.preload()
 
 def run(path):
     sys.argv = ["varctl", "list", path, "-f", "json"]

@@ -23,12 +23,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from varctl.errors import InternalError, UnreadableModel, UnsupportedFormat, UsageError, VarctlError
 from varctl.formats.identify import DESCRIPTION, SUPPORTED, describe, identify, sniff
-from varctl.formats.loaded import LoadOptions
 from varctl.formats.parsed import Parsed, Rewrite
 from varctl.model import ModelFormat, ModelInfo
 
 if TYPE_CHECKING:
     import h5py
+
+    from varctl.formats.loaded import LoadOptions
 
 __all__ = [
     "SUPPORTED",
@@ -51,6 +52,15 @@ EDITABLE = (ModelFormat.KERAS, ModelFormat.H5, ModelFormat.FOLDER, ModelFormat.P
 LOADABLE = (ModelFormat.KERAS, ModelFormat.H5)  # what --load hands to Keras (formats/loaded.py)
 # `--config FILE` (the model's architecture) names the variables of these (weights only)
 TAKES_CONFIG = ("weights", "sharded", "folder", "preset")
+
+
+def __getattr__(name: str) -> Any:
+    """`LoadOptions` on first use: formats/loaded.py imports what only --load needs."""
+    if name == "LoadOptions":
+        from varctl.formats.loaded import LoadOptions
+
+        return LoadOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_named(
@@ -121,7 +131,6 @@ def read_model(
     """
     from varctl.formats import _sandbox
 
-    _preload()
     if load is not None and config is not None:
         raise UsageError("give either --load or --config, not both")
     if load is not None:
@@ -214,8 +223,10 @@ def _no_config(kind: str) -> None:
     )
 
 
-def _preload() -> None:
-    """Import every static reader before forking, so each child does not import them again."""
+def preload() -> None:
+    """Import every static reader now, so that each sandboxed child (forked from this process)
+    does not import its own again: for runs over many files (run_each). One file imports only
+    the reader it needs, in its child (~20 ms less start-up for `varctl list m.keras`)."""
     import codecs
 
     for codec in ("cp437", "ascii"):  # zipfile (member names) and h5py (ASCII attributes) use them
