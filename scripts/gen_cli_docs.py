@@ -4,8 +4,8 @@ runs a command without importing Typer (varctl/commands/_argv.py).
 
 Run `python scripts/gen_cli_docs.py` from the repository root after changing a command, an option
 or a help string; tests/test_docs.py and tests/test_argv.py fail while either file differs from
-what this script writes (`pytest tests/test_docs.py --update-golden` rewrites both). The help is
-rendered at a fixed width, without colour, so the page is the same on every machine.
+what this script writes (`pytest tests/test_docs.py --update-golden` rewrites docs/cli.md only).
+The help is rendered at a fixed width, without colour, so the page is the same on every machine.
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ import os, sys
 os.environ["NO_COLOR"] = "1"
 log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 files = sys.argv[2:]
-from varctl.cli import main
+from varctl.__main__ import main  # the real entry: plain lines skip Typer
 import varctl.formats
 varctl.formats.preload()
 

@@ -76,9 +76,9 @@ def _convert(action: str, arg: Any, raw: str) -> Any:
         cls = getattr(importlib.import_module(module), cls_name)
         fold = (lambda s: s) if case_sensitive else str.casefold
         return next((member for member in cls if fold(member.value) == fold(raw)), None)
-    number_type, low, high = {"int": int, "float": float}[action], *arg
+    low, high = arg
     try:
-        number = number_type(raw)
+        number: float = int(raw) if action == "int" else float(raw)
     except ValueError:
         return None
     if (low is not None and number < low) or (high is not None and number > high):

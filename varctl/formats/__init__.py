@@ -238,6 +238,7 @@ def preload() -> None:
         legacy_h5,
         lora,
         orbax,
+        quantization,  # imported by catalog on the first quantized or LoRA layer
         savedmodel,
         sharded,
         weights_h5,
