@@ -61,7 +61,7 @@ def h5py_tree(group: h5py.Group, out: dict | None = None) -> dict:
             plist = obj.id.get_create_plist()
             filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
             layout = _LAYOUTS[plist.get_layout()]
-            allocated = obj.id.get_offset() is not None if layout == "contiguous" else None
+            allocated = _h5py_allocated(obj, layout)
             out[obj.name] = (
                 "dataset",
                 attrs,
@@ -75,6 +75,15 @@ def h5py_tree(group: h5py.Group, out: dict | None = None) -> dict:
     return out
 
 
+def _h5py_allocated(obj: h5py.Dataset, layout: str) -> bool | None:
+    """Whether h5py says the dataset has storage (compact: always, so not compared)."""
+    if layout == "contiguous":
+        return obj.id.get_offset() is not None
+    if layout == "chunked":
+        return obj.id.get_space_status() != h5py.h5d.SPACE_STATUS_NOT_ALLOCATED
+    return None
+
+
 def meta_tree(group: hm.Group, out: dict | None = None) -> dict:
     out = {} if out is None else out
     for _, obj in group.items():
@@ -83,7 +92,7 @@ def meta_tree(group: hm.Group, out: dict | None = None) -> dict:
             out[obj.name] = ("group", attrs)
             meta_tree(obj, out)
         else:
-            allocated = obj.storage_allocated if obj.layout == "contiguous" else None
+            allocated = obj.storage_allocated if obj.layout in ("contiguous", "chunked") else None
             out[obj.name] = (
                 "dataset", attrs, obj.shape, obj.dtype, obj.layout, obj.chunks, obj.filters, allocated,
             )  # fmt: skip
@@ -382,6 +391,34 @@ def test_chunked_filtered_and_odd_types_match_h5py(tmp_path):
         assert f.root["null"].shape is None and f.root["scalar"].shape == ()
         assert f.root["vstr"].dtype == "|O" and f.root["fstr"].dtype == "|S2"
         assert f.root["g/h/i"].attrs.shape("ints") == (2, 3)
+
+
+def test_chunked_storage_allocated_matches_h5py(tmp_path):
+    """A chunked dataset has storage once a chunk is written (its chunk index address is defined)."""
+    path = tmp_path / "chunked.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("unwritten", shape=(10, 10), chunks=(5, 5), dtype="<f4")
+        h5.create_dataset("written", data=np.ones((10, 10), "<f4"), chunks=(5, 5))
+        h5.create_dataset("partly", shape=(10, 10), chunks=(5, 5), dtype="<f4")[0, 0] = 1
+        h5.create_dataset("gz", data=np.ones(8, "<f4"), chunks=(4,), compression="gzip")
+        h5.create_dataset("gz_unwritten", shape=(8,), chunks=(4,), dtype="<f4", compression="gzip")
+        h5.create_dataset("contiguous", data=np.ones(3, "<f4"))
+        h5.create_dataset("contiguous_unwritten", shape=(3,), dtype="<f4")
+        h5.create_dataset("resizable", data=np.ones((4, 2), "<f4"), chunks=(2, 2), maxshape=(None, 2))
+        h5.create_dataset("resizable_empty", shape=(0, 2), chunks=(2, 2), maxshape=(None, 2), dtype="<f4")
+    assert assert_same_tree(path) == 9  # compares storage_allocated with h5py's space status
+    with hm.open(path) as f:
+        got = {name: f.root[name].storage_allocated for name in f.root}
+        assert f.root["resizable"].shape == (4, 2)
+    assert got == {"unwritten": False, "written": True, "partly": True, "gz": True, "gz_unwritten": False,
+                   "contiguous": True, "contiguous_unwritten": False, "resizable": True,
+                   "resizable_empty": False}  # fmt: skip
+    shrunk = tmp_path / "shrunk.h5"
+    with h5py.File(shrunk, "w") as h5:  # every chunk dropped by a resize: the chunk index stays
+        h5.create_dataset("d", data=np.ones((4, 2), "<f4"), chunks=(2, 2), maxshape=(None, 2)).resize((0, 2))
+        assert h5["d"].id.get_space_status() == h5py.h5d.SPACE_STATUS_NOT_ALLOCATED
+    with hm.open(shrunk) as f:
+        assert f.root["d"].storage_allocated and f.root["d"].shape == (0, 2)
 
 
 # -- refusal: every feature outside the subset ------------------------------------------------------

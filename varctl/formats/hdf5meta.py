@@ -450,7 +450,7 @@ class File:
             maxdims = struct.unpack_from(fmt, self._bytes(dims_at + rank * self._lsz, rank * self._lsz))
             unlimited = (1 << (8 * self._lsz)) - 1
             maxdims = tuple(_UNLIMITED if m == unlimited else m for m in maxdims)
-            if any(m < d for d, m in zip(dims, maxdims, strict=True)):
+            if any(m != _UNLIMITED and m < d for d, m in zip(dims, maxdims, strict=True)):
                 raise Malformed("dataspace dimension larger than its maximum")
         space = _Space("simple", tuple(dims), maxdims)
         if space.count >= 1 << 62:
@@ -572,9 +572,8 @@ class File:
                 raise Malformed("chunk dimension 0")
             hdr.layout = "chunked"
             hdr.chunks = tuple(dims[:-1])
-            hdr.storage_size = dims[
-                -1
-            ]  # the element size, checked against the datatype            hdr.storage_allocated = address != self._undef
+            hdr.storage_size = dims[-1]  # the element size, checked against the datatype
+            hdr.storage_allocated = address != self._undef  # the chunk index exists
         elif cls == 3:
             raise OutsideSubset("virtual dataset layout")
         else:
@@ -1123,6 +1122,9 @@ class Dataset:
 
     @property
     def storage_allocated(self) -> bool:
+        """Whether the data has an address: compact, always; contiguous, its data; chunked, its chunk
+        index (written at the first chunk write). A resize that drops every chunk keeps the index:
+        True here, where h5py's `get_space_status()` says not allocated."""
         return self._hdr.storage_allocated
 
     @property
