@@ -61,11 +61,13 @@ def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = _NO_SKIP, dep
     where = _text(group.name)
     is_vars = where.rsplit("/", 1)[-1] == "vars"
     out = Group(where, h5s.str_attr(group, "name") if is_vars else None)
+    members = out.members
+    is_dataset, is_group, dataset_meta = h5s.is_dataset, h5s.is_group, h5s.dataset_meta
     for name, obj in _members(h5s, group, budget, skip):
-        if h5s.is_dataset(obj):
-            out.members[name] = Dataset(_text(obj.name), *h5s.dataset_meta(obj))
-        elif h5s.is_group(obj):
-            out.members[name] = scan(h5s, obj, budget, _NO_SKIP, depth + 1)
+        if is_dataset(obj):
+            members[name] = Dataset(_text(obj.name), *dataset_meta(obj))
+        elif is_group(obj):
+            members[name] = scan(h5s, obj, budget, _NO_SKIP, depth + 1)
     return out
 
 
