@@ -302,6 +302,52 @@ def test_adapter_refuses_wrong_kinds():
             hm.h5safe.member_names(f.root, hm.Budget(limit=1))
 
 
+def _members_both_ways(group, skip):
+    """`h5safe.members` (one pass over the links) and `member_names` + `get_member` (one lookup per
+    name), side by side: (name, path, kind) of each member below `group`, and the budget each spent."""
+    fast_budget, slow_budget = hm.Budget(), hm.Budget()
+    fast = [(n, o.name, type(o).__name__) for n, o in hm.h5safe.members(group, fast_budget, skip)]
+    slow = [(n, o.name, type(o).__name__) for n, o in
+            ((n, hm.h5safe.get_member(group, n)) for n in hm.h5safe.member_names(group, slow_budget) if n not in skip)]  # fmt: skip
+    return (fast, fast_budget.left), (slow, slow_budget.left)
+
+
+@pytest.mark.parametrize("name", ["transfer_learning.keras", "transfer_learning.h5", "seed_custom_layer.h5"])
+def test_members_is_member_names_then_get_member(name):
+    path = SAMPLES / name
+    offset, size = member_window(path) if path.suffix == ".keras" else (0, None)
+    with hm.open(path.read_bytes(), offset, size) as f:
+        groups = [f, *(obj for _, obj in f.walk() if isinstance(obj, hm.Group))]
+        for group in groups:
+            names = group.keys()
+            for skip in (frozenset(), frozenset(names[:1]), frozenset({"optimizer", "absent"})):
+                fast, slow = _members_both_ways(group, skip)
+                assert fast == slow and len(fast[0]) == len(set(names) - skip)
+        with pytest.raises(Malformed):  # the budget is spent before any member is opened
+            next(hm.h5safe.members(f, hm.Budget(limit=1)))
+
+
+def test_message_memo_is_bounded(tmp_path, monkeypatch):
+    """Datatypes and dataspaces are parsed once per distinct message: at most _MEMO_ENTRIES of them,
+    each of at most _MEMO_KEY_BYTES; past that they are parsed every time, with the same result."""
+    path = tmp_path / "shapes.h5"
+    with h5py.File(path, "w") as h5:
+        for i in range(1, 12):
+            h5.create_dataset(f"d{i:02}", shape=(i, 2), dtype="<f4" if i % 2 else "<i2")
+            h5.create_dataset(f"wide{i:02}", shape=(1,) * 20, maxshape=(None,) * 20, chunks=(1,) * 20)
+    assert assert_same_tree(path) == 22  # memoized: one _Space per distinct dataspace message
+    with hm.open(path) as f:
+        spaces = {id(f.root[f"d{i:02}"]._hdr.space) for i in range(1, 12)}
+        assert len(spaces) == len(f._spaces) == 11  # the wide dataspace (328 bytes) is not kept
+        assert f.root["wide01"]._hdr.space is not f.root["wide02"]._hdr.space
+        assert len(f._types) == 2 and f.root["d03"].shape == (3, 2) and f.root["d04"].dtype == "<i2"
+    monkeypatch.setattr(hm, "_MEMO_ENTRIES", 3)
+    assert assert_same_tree(path) == 22
+    with hm.open(path) as f:
+        assert [obj.shape for _, obj in f.walk()][:4] == [(1, 2), (2, 2), (3, 2), (4, 2)]
+        assert len(f._spaces) == 3
+
+
 # -- API details ------------------------------------------------------------------------------------
 
 

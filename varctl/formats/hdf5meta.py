@@ -901,6 +901,8 @@ class File:
         self._heaps.clear()
         self._gheaps.clear()
         self._groups.clear()
+        self._types.clear()
+        self._spaces.clear()
         self._buf = b""
         self._len = 0  # a Group kept past close() raises Malformed, not a struct error
         owned, self._owned = self._owned, None
