@@ -61,7 +61,7 @@ def h5py_tree(group: h5py.Group, out: dict | None = None) -> dict:
             plist = obj.id.get_create_plist()
             filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
             layout = _LAYOUTS[plist.get_layout()]
-            allocated = obj.id.get_offset() is not None if layout == "contiguous" else None
+            allocated = _h5py_allocated(obj, layout)
             out[obj.name] = (
                 "dataset",
                 attrs,
@@ -75,6 +75,15 @@ def h5py_tree(group: h5py.Group, out: dict | None = None) -> dict:
     return out
 
 
+def _h5py_allocated(obj: h5py.Dataset, layout: str) -> bool | None:
+    """Whether h5py says the dataset has storage (compact: always, so not compared)."""
+    if layout == "contiguous":
+        return obj.id.get_offset() is not None
+    if layout == "chunked":
+        return obj.id.get_space_status() != h5py.h5d.SPACE_STATUS_NOT_ALLOCATED
+    return None
+
+
 def meta_tree(group: hm.Group, out: dict | None = None) -> dict:
     out = {} if out is None else out
     for _, obj in group.items():
@@ -83,7 +92,7 @@ def meta_tree(group: hm.Group, out: dict | None = None) -> dict:
             out[obj.name] = ("group", attrs)
             meta_tree(obj, out)
         else:
-            allocated = obj.storage_allocated if obj.layout == "contiguous" else None
+            allocated = obj.storage_allocated if obj.layout in ("contiguous", "chunked") else None
             out[obj.name] = (
                 "dataset", attrs, obj.shape, obj.dtype, obj.layout, obj.chunks, obj.filters, allocated,
             )  # fmt: skip
@@ -293,6 +302,52 @@ def test_adapter_refuses_wrong_kinds():
             hm.h5safe.member_names(f.root, hm.Budget(limit=1))
 
 
+def _members_both_ways(group, skip):
+    """`h5safe.members` (one pass over the links) and `member_names` + `get_member` (one lookup per
+    name), side by side: (name, path, kind) of each member below `group`, and the budget each spent."""
+    fast_budget, slow_budget = hm.Budget(), hm.Budget()
+    fast = [(n, o.name, type(o).__name__) for n, o in hm.h5safe.members(group, fast_budget, skip)]
+    slow = [(n, o.name, type(o).__name__) for n, o in
+            ((n, hm.h5safe.get_member(group, n)) for n in hm.h5safe.member_names(group, slow_budget) if n not in skip)]  # fmt: skip
+    return (fast, fast_budget.left), (slow, slow_budget.left)
+
+
+@pytest.mark.parametrize("name", ["transfer_learning.keras", "transfer_learning.h5", "seed_custom_layer.h5"])
+def test_members_is_member_names_then_get_member(name):
+    path = SAMPLES / name
+    offset, size = member_window(path) if path.suffix == ".keras" else (0, None)
+    with hm.open(path.read_bytes(), offset, size) as f:
+        groups = [f, *(obj for _, obj in f.walk() if isinstance(obj, hm.Group))]
+        for group in groups:
+            names = group.keys()
+            for skip in (frozenset(), frozenset(names[:1]), frozenset({"optimizer", "absent"})):
+                fast, slow = _members_both_ways(group, skip)
+                assert fast == slow and len(fast[0]) == len(set(names) - skip)
+        with pytest.raises(Malformed):  # the budget is spent before any member is opened
+            next(hm.h5safe.members(f, hm.Budget(limit=1)))
+
+
+def test_message_memo_is_bounded(tmp_path, monkeypatch):
+    """Datatypes and dataspaces are parsed once per distinct message: at most _MEMO_ENTRIES of them,
+    each of at most _MEMO_KEY_BYTES; past that they are parsed every time, with the same result."""
+    path = tmp_path / "shapes.h5"
+    with h5py.File(path, "w") as h5:
+        for i in range(1, 12):
+            h5.create_dataset(f"d{i:02}", shape=(i, 2), dtype="<f4" if i % 2 else "<i2")
+            h5.create_dataset(f"wide{i:02}", shape=(1,) * 20, maxshape=(None,) * 20, chunks=(1,) * 20)
+    assert assert_same_tree(path) == 22  # memoized: one _Space per distinct dataspace message
+    with hm.open(path) as f:
+        spaces = {id(f.root[f"d{i:02}"]._hdr.space) for i in range(1, 12)}
+        assert len(spaces) == len(f._spaces) == 11  # the wide dataspace (328 bytes) is not kept
+        assert f.root["wide01"]._hdr.space is not f.root["wide02"]._hdr.space
+        assert len(f._types) == 2 and f.root["d03"].shape == (3, 2) and f.root["d04"].dtype == "<i2"
+    monkeypatch.setattr(hm, "_MEMO_ENTRIES", 3)
+    assert assert_same_tree(path) == 22
+    with hm.open(path) as f:
+        assert [obj.shape for _, obj in f.walk()][:4] == [(1, 2), (2, 2), (3, 2), (4, 2)]
+        assert len(f._spaces) == 3
+
+
 # -- API details ------------------------------------------------------------------------------------
 
 
@@ -382,6 +437,34 @@ def test_chunked_filtered_and_odd_types_match_h5py(tmp_path):
         assert f.root["null"].shape is None and f.root["scalar"].shape == ()
         assert f.root["vstr"].dtype == "|O" and f.root["fstr"].dtype == "|S2"
         assert f.root["g/h/i"].attrs.shape("ints") == (2, 3)
+
+
+def test_chunked_storage_allocated_matches_h5py(tmp_path):
+    """A chunked dataset has storage once a chunk is written (its chunk index address is defined)."""
+    path = tmp_path / "chunked.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("unwritten", shape=(10, 10), chunks=(5, 5), dtype="<f4")
+        h5.create_dataset("written", data=np.ones((10, 10), "<f4"), chunks=(5, 5))
+        h5.create_dataset("partly", shape=(10, 10), chunks=(5, 5), dtype="<f4")[0, 0] = 1
+        h5.create_dataset("gz", data=np.ones(8, "<f4"), chunks=(4,), compression="gzip")
+        h5.create_dataset("gz_unwritten", shape=(8,), chunks=(4,), dtype="<f4", compression="gzip")
+        h5.create_dataset("contiguous", data=np.ones(3, "<f4"))
+        h5.create_dataset("contiguous_unwritten", shape=(3,), dtype="<f4")
+        h5.create_dataset("resizable", data=np.ones((4, 2), "<f4"), chunks=(2, 2), maxshape=(None, 2))
+        h5.create_dataset("resizable_empty", shape=(0, 2), chunks=(2, 2), maxshape=(None, 2), dtype="<f4")
+    assert assert_same_tree(path) == 9  # compares storage_allocated with h5py's space status
+    with hm.open(path) as f:
+        got = {name: f.root[name].storage_allocated for name in f.root}
+        assert f.root["resizable"].shape == (4, 2)
+    assert got == {"unwritten": False, "written": True, "partly": True, "gz": True, "gz_unwritten": False,
+                   "contiguous": True, "contiguous_unwritten": False, "resizable": True,
+                   "resizable_empty": False}  # fmt: skip
+    shrunk = tmp_path / "shrunk.h5"
+    with h5py.File(shrunk, "w") as h5:  # every chunk dropped by a resize: the chunk index stays
+        h5.create_dataset("d", data=np.ones((4, 2), "<f4"), chunks=(2, 2), maxshape=(None, 2)).resize((0, 2))
+        assert h5["d"].id.get_space_status() == h5py.h5d.SPACE_STATUS_NOT_ALLOCATED
+    with hm.open(shrunk) as f:
+        assert f.root["d"].storage_allocated and f.root["d"].shape == (0, 2)
 
 
 # -- refusal: every feature outside the subset ------------------------------------------------------

@@ -50,7 +50,10 @@ class Group:
         self.name, self.attr_name, self.members = state
 
 
-def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = frozenset(), depth: int = 0) -> Group:
+_NO_SKIP: frozenset[str] = frozenset()
+
+
+def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = _NO_SKIP, depth: int = 0) -> Group:
     """The metadata below `group` (members in `skip` left out), every member checked by `h5s`
     (`hdf5meta.h5safe` or `_h5safe`, whose objects `group` is)."""
     if depth > h5s.MAX_DEPTH:
@@ -58,15 +61,24 @@ def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = frozenset(), 
     where = _text(group.name)
     is_vars = where.rsplit("/", 1)[-1] == "vars"
     out = Group(where, h5s.str_attr(group, "name") if is_vars else None)
-    for name in h5s.member_names(group, budget):
-        if name in skip:
-            continue
-        obj = h5s.get_member(group, name)
-        if h5s.is_dataset(obj):
-            out.members[name] = Dataset(_text(obj.name), *h5s.dataset_meta(obj))
-        elif h5s.is_group(obj):
-            out.members[name] = scan(h5s, obj, budget, frozenset(), depth + 1)
+    members = out.members
+    is_dataset, is_group, dataset_meta = h5s.is_dataset, h5s.is_group, h5s.dataset_meta
+    for name, obj in _members(h5s, group, budget, skip):
+        if is_dataset(obj):
+            members[name] = Dataset(_text(obj.name), *dataset_meta(obj))
+        elif is_group(obj):
+            members[name] = scan(h5s, obj, budget, _NO_SKIP, depth + 1)
     return out
+
+
+def _members(h5s: Any, group: Any, budget: Any, skip: frozenset[str]) -> Iterator[tuple[str, Any]]:
+    """(name, member) of `group` but those in `skip`: `member_names`, then `get_member` of each.
+    hdf5meta does both in one pass over the group's links (`h5safe.members`: no lookup by name)."""
+    if h5s is hdf5meta.h5safe:
+        return hdf5meta.h5safe.members(group, budget, skip)
+    return (
+        (name, h5s.get_member(group, name)) for name in h5s.member_names(group, budget) if name not in skip
+    )
 
 
 def _text(name: str | bytes) -> str:
