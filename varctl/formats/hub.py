@@ -75,9 +75,10 @@ class _Expander:
             child_entry = by_name.get(child.name)
             if sub is None or child_entry is None:
                 continue
-            if is_hub_entry(child_entry) and child.class_name in HUB_LAYERS:
+            from_hub = is_hub_entry(child_entry)
+            if from_hub and child.class_name in HUB_LAYERS:
                 self.hub_layer(child, sub)
-            else:
+            elif from_hub or child.list_children:  # visit() finds nothing in any other layer
                 self.visit(child, child_entry, sub)
 
     # -- a Backbone or Task ---------------------------------------------------------------------
