@@ -51,14 +51,14 @@ CONTAINER_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 QUANTIZABLE = frozenset({"Dense", "EinsumDense", "Embedding", "ReversibleEmbedding"})
 
 
-def _vars(*items: str | tuple[str, Any], frozen: tuple[VarSpec, ...] = ()) -> LayerSpec:
+def _vars(*items: str | tuple[str, Any], untrainable: tuple[VarSpec, ...] = ()) -> LayerSpec:
     """The spec of a layer with these variables and no sublayers: a name, or (name, present in
-    the config), then the `frozen` ones. One shared (immutable) spec per list of names: a spec
-    built per layer cost a 4,000-layer model ~8 ms."""
+    the config), then the `untrainable` ones. One shared (immutable) spec per list of names: a
+    spec built per layer cost a 4,000-layer model ~8 ms."""
     names = tuple(i if isinstance(i, str) else i[0] for i in items if isinstance(i, str) or i[1])
-    spec = _PLAIN.get((names, frozen))
+    spec = _PLAIN.get((names, untrainable))
     if spec is None:
-        spec = _PLAIN[names, frozen] = LayerSpec(tuple(VarSpec(n) for n in names) + frozen)
+        spec = _PLAIN[names, untrainable] = LayerSpec(tuple(VarSpec(n) for n in names) + untrainable)
     return spec
 
 
@@ -69,10 +69,11 @@ _MOVING = (
     VarSpec("moving_variance", False, "moving statistic"),
 )
 _ADAPTED = tuple(VarSpec(n, False, "adapted statistic") for n in ("mean", "variance", "count"))
+_KERNEL_BIAS, _KERNEL = _vars("kernel", "bias"), _vars("kernel")
 
 
 def _kernel_bias(c: Config) -> LayerSpec:
-    return _vars("kernel", ("bias", c.get("use_bias", True)))
+    return _KERNEL_BIAS if c.get("use_bias", True) else _KERNEL  # Dense, Conv*: the most common
 
 
 def _separable(c: Config) -> LayerSpec:
@@ -80,7 +81,7 @@ def _separable(c: Config) -> LayerSpec:
 
 
 def _batchnorm(c: Config) -> LayerSpec:
-    return _vars(("gamma", c.get("scale", True)), ("beta", c.get("center", True)), frozen=_MOVING)
+    return _vars(("gamma", c.get("scale", True)), ("beta", c.get("center", True)), untrainable=_MOVING)
 
 
 def _layernorm(c: Config) -> LayerSpec:
@@ -95,7 +96,7 @@ def _groupnorm(c: Config) -> LayerSpec:
 def _normalization(c: Config) -> LayerSpec:
     if c.get("mean") is not None:  # constants given to the constructor: no variables
         return _NO_VARS
-    return _vars(frozen=_ADAPTED)
+    return _vars(untrainable=_ADAPTED)
 
 
 def _rnn_cell(c: Config) -> LayerSpec:

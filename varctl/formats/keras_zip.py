@@ -322,7 +322,8 @@ class _Walker:
             self._container(node, layers_group, f"{prefix}layers/")
             names = [n for n in names if n != "layers"]
         skip = _SKIP_TOP if node.parent is None else _SKIP
-        for attr in sorted((n for n in names if n not in skip), key=name_key):
+        attrs = [n for n in names if n not in skip]  # mostly none: a layer group holds only `vars`
+        for attr in sorted(attrs, key=name_key) if attrs else ():
             sub = _manifest.get_group(group, attr)
             if sub is None:
                 continue

@@ -77,7 +77,7 @@ def mode_of(config: Config) -> str | None:
             name = inner.get("mode") or inner.get("name")
     elif isinstance(dtype, str):
         name = dtype
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not name.startswith(MODES):  # `float32`, `mixed_float16`, ...
         return None
     mode = name.split("_from_")[0].split("/")[0]
     return mode if mode in MODES else None

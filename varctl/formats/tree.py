@@ -188,21 +188,25 @@ def _unknown_detail(node: Node) -> str:
     return "probably trainable: add_weight's default"
 
 
-def _expected_shapes(cls: str, cfg: Config) -> dict[str, tuple[int | None, ...]]:
-    """Variable shapes a few common layers' configs pin down (None: any size)."""
-
-    def size(key: str) -> int | None:
-        value = cfg.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    if cls == "Dense" and (units := size("units")) is not None:
-        return {"kernel": (None, units), "bias": (units,)}
-    if cls in ("Conv1D", "Conv2D", "Conv3D") and (filters := size("filters")) is not None:
-        rank = int(cls[4])
-        return {"kernel": (None,) * (rank + 1) + (filters,), "bias": (filters,)}
-    if cls == "Embedding" and (n := size("input_dim")) is not None and (d := size("output_dim")) is not None:
-        return {"embeddings": (n, d)}
+def _expected_shapes(cls: str, cfg: Config) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Variable shapes a few common layers' configs pin down: (number of dimensions, the sizes
+    the config fixes, which are the last ones; the others can be anything)."""
+    if cls == "Dense" and (units := _size(cfg, "units")) is not None:
+        return {"kernel": (2, (units,)), "bias": (1, (units,))}
+    if cls in ("Conv1D", "Conv2D", "Conv3D") and (filters := _size(cfg, "filters")) is not None:
+        return {"kernel": (int(cls[4]) + 2, (filters,)), "bias": (1, (filters,))}
+    if (
+        cls == "Embedding"
+        and (n := _size(cfg, "input_dim")) is not None
+        and (d := _size(cfg, "output_dim")) is not None
+    ):
+        return {"embeddings": (2, (n, d))}
     return {}
+
+
+def _size(cfg: Config, key: str) -> int | None:
+    value = cfg.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 _SHAPED = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D", "Embedding"})  # _expected_shapes knows them
@@ -327,9 +331,11 @@ class Node:
         return out
 
     def var_spec(self, name: str) -> VarSpec | None:
-        if self.spec is None:
-            return None
-        return next((v for v in self.spec.variables if v.name == name), None)
+        if self.spec is not None:
+            for v in self.spec.variables:
+                if v.name == name:
+                    return v
+        return None
 
 
 class Tree:
@@ -651,11 +657,9 @@ class Tree:
                 expect = want.get(v.name)
                 if expect is None:
                     continue
-                ok = len(expect) == len(v.shape) and all(
-                    e is None or e == d for e, d in zip(expect, v.shape, strict=True)
-                )
-                if not ok:
-                    shown = tuple("?" if e is None else e for e in expect)
+                ndim, fixed = expect  # compared as slices (no per-dimension Python loop)
+                if len(v.shape) != ndim or tuple(v.shape[ndim - len(fixed) :]) != fixed:
+                    shown = ("?",) * (ndim - len(fixed)) + fixed
                     out.append(
                         f"`{v.path}` has shape {v.shape} in the file, but the config of `{node.path}` "
                         f"({node.class_name}) implies {shown}: the config and the weights do not "
@@ -672,9 +676,7 @@ class Tree:
         if node.spec is None or not node.known or not node.variables:
             return node.variables
         specs = node.spec.variables
-        if len(specs) == len(node.variables) and all(
-            s.name == v.name for s, v in zip(specs, node.variables, strict=True)
-        ):
+        if [v.name for v in node.variables] == [s.name for s in specs]:
             return node.variables  # already in catalog order (as the .keras walker attaches them)
         rank = {v.name: i for i, v in enumerate(specs)}
         if any(v.name not in rank for v in node.variables):
@@ -702,7 +704,8 @@ class Tree:
             stack = [self.root]
             while stack:
                 node = stack.pop()
-                out.extend(self._own_in_creation_order(node))
+                if node.variables:
+                    out.extend(self._own_in_creation_order(node))
                 stack.extend(reversed(self._tracked_children(node)))
         seen = {id(v) for v in out}
         if len(seen) != len(attached) or any(id(v) not in seen for v in attached):
@@ -751,15 +754,12 @@ class Tree:
         resolved: dict[int, Variable] = {}  # the variables whose cause changed, by id of the old one
         everything = self.root.walk()  # the one walk of the tree: reused below
         for node in everything:
-            if not node.variables:
-                continue
-            new_vars = []
-            for v in node.variables:
+            own = node.variables
+            for i, v in enumerate(own):
                 cause, detail = self._effective(node, v)
                 if cause is v.cause and detail == v.detail:
-                    new_vars.append(v)  # as provisional: the (frozen) Variable is kept
-                    continue
-                nv = Variable(
+                    continue  # mostly: the (frozen) Variable is kept
+                own[i] = Variable(
                     path=v.path,
                     layer=v.layer,
                     name=v.name,
@@ -770,9 +770,7 @@ class Tree:
                     storage=v.storage,
                     itemsize=v.itemsize,
                 )
-                resolved[id(v)] = nv
-                new_vars.append(nv)
-            node.variables = new_vars
+                resolved[id(v)] = own[i]
         self.order = self._weights_order([resolved.get(id(v), v) for v in self.order])
         nodes = everything[1:]
         self.warnings.extend(self._unknown_warnings(nodes))
