@@ -394,7 +394,7 @@ class _Walker:
 
     def _own_variables(self, node: Node, vars_group: _manifest.Group, prefix: str) -> None:
         keys = _manifest.member_names(vars_group)
-        if not all(k.isdigit() for k in keys):
+        if not all(map(str.isdigit, keys)):
             self._custom_layout(node, vars_group, prefix, keys)
             return
         keys.sort(key=int)
