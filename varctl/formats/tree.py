@@ -221,8 +221,8 @@ class Node:
     """One layer in the tree. `pointer` locates its config entry, for editors.
 
     Compared by identity (comparing trees field by field made `in`/`index` quadratic). A plain
-    class with slots: a tree of 4,000 layers builds its nodes in ~3 ms, where a dataclass whose
-    __setattr__ watched for renames spent ~10 ms in it.
+    class with slots and a `name` property (a rename drops cached paths): 4,000 nodes are built in
+    ~2 ms, where a dataclass whose __setattr__ watched every field for renames took ~12 ms.
     """
 
     __slots__ = (
