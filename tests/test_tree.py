@@ -71,3 +71,46 @@ def test_renaming_a_node_moves_its_subtree_in_the_index():
     fwd.name = "renamed"
     assert tree.find("bi/forward_rnn") is None
     assert tree.find("bi/renamed/lstm_cell") is cell and cell.path == "bi/renamed/lstm_cell"
+
+
+def test_shape_mismatches_name_the_sizes_the_config_fixes():
+    # Dense and Conv2D fix their last dimension, Embedding both: any other size is free ('?')
+    cfg = keras.saving.serialize_keras_object(
+        keras.Sequential(
+            [
+                keras.layers.Dense(3, name="d"),
+                keras.layers.Conv2D(4, 3, name="c"),
+                keras.layers.Embedding(10, 5, name="e"),
+            ],
+            name="s",
+        )
+    )
+    tree = Tree(cfg)
+    shapes = {
+        "d": {"kernel": (7, 3), "bias": (2,)},  # bias: wrong size
+        "c": {"kernel": (3, 3, 4), "bias": (4,)},  # kernel: wrong rank
+        "e": {"embeddings": (10, 6)},  # wrong last size
+    }
+    for layer, found in shapes.items():
+        node = tree.find(layer)
+        assert node is not None
+        for name, shape in found.items():
+            tree.add_variable(node, name, shape, "float32", 4, f"/{layer}/{name}", node.var_spec(name))
+    warnings = [
+        w for w in tree.finish(source="m", fmt="keras", keras_version="3.15.0").warnings if "implies" in w
+    ]
+    assert [w.split(": the config")[0] for w in warnings] == [
+        "`d/bias` has shape (2,) in the file, but the config of `d` (Dense) implies (3,)",
+        "`c/kernel` has shape (3, 3, 4) in the file, but the config of `c` (Conv2D) implies ('?', '?', '?', 4)",
+        "`e/embeddings` has shape (10, 6) in the file, but the config of `e` (Embedding) implies (10, 5)",
+    ]
+
+
+def test_nodes_compare_by_identity_and_rename_only_on_change():
+    cfg = keras.saving.serialize_keras_object(keras.Sequential([keras.layers.Dense(1, name="d")], name="s"))
+    tree = Tree(cfg)
+    node = tree.find("d")
+    assert node is not None and node.path == "d" and "d" in repr(node)
+    node.name = "d"  # the same name: nothing to drop
+    assert not tree.root._renamed
+    assert node != Tree(cfg).find("d") and node == node

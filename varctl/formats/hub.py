@@ -70,12 +70,16 @@ class _Expander:
         for child in node.list_children:
             base = to_snake_case(child.class_name)
             used[base] = used.get(base, -1) + 1
-            name = base if used[base] == 0 else f"{base}_{used[base]}"
-            sub = _manifest.get_group(layers, name)
             child_entry = by_name.get(child.name)
-            if sub is None or child_entry is None:
+            if child_entry is None:
                 continue
-            if is_hub_entry(child_entry) and child.class_name in HUB_LAYERS:
+            from_hub = is_hub_entry(child_entry)
+            if not from_hub and not child.list_children:
+                continue  # a plain layer: nothing here (the weights walk reads its group)
+            sub = _manifest.get_group(layers, base if used[base] == 0 else f"{base}_{used[base]}")
+            if sub is None:
+                continue
+            if from_hub and child.class_name in HUB_LAYERS:
                 self.hub_layer(child, sub)
             else:
                 self.visit(child, child_entry, sub)

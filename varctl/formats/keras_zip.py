@@ -301,6 +301,8 @@ def _finish(tree: Tree, config: Any, manifest: Manifest, source: str) -> ModelIn
 
 
 _UNREAD = object()
+_SKIP = frozenset({"vars"})  # not attributes: a layer's own variables
+_SKIP_TOP = _SKIP | NOT_MODEL_STATE
 
 
 class _Walker:
@@ -319,8 +321,9 @@ class _Walker:
             layers_group = _manifest.get_group(group, "layers")
             self._container(node, layers_group, f"{prefix}layers/")
             names = [n for n in names if n != "layers"]
-        skip = {"vars"} | (NOT_MODEL_STATE if node.parent is None else set())
-        for attr in sorted((n for n in names if n not in skip), key=name_key):
+        skip = _SKIP_TOP if node.parent is None else _SKIP
+        attrs = [n for n in names if n not in skip]  # mostly none: a layer group holds only `vars`
+        for attr in sorted(attrs, key=name_key) if attrs else ():
             sub = _manifest.get_group(group, attr)
             if sub is None:
                 continue
@@ -391,17 +394,12 @@ class _Walker:
 
     def _own_variables(self, node: Node, vars_group: _manifest.Group, prefix: str) -> None:
         keys = _manifest.member_names(vars_group)
-        if not all(k.isdigit() for k in keys):
+        if not all(map(str.isdigit, keys)):
             self._custom_layout(node, vars_group, prefix, keys)
             return
         keys.sort(key=int)
-        datasets = []
-        for k in keys:
-            ds = _manifest.get_dataset(vars_group, k)
-            if ds is None:
-                continue
-            datasets.append((k, ds.shape, ds.dtype, ds.itemsize))
-        specs = list(node.spec.variables) if node.spec is not None else None
+        datasets = [(k, ds) for k in keys if (ds := _manifest.get_dataset(vars_group, k)) is not None]
+        specs = node.spec.variables if node.spec is not None else None
         if specs is not None and len(specs) != len(datasets):
             if datasets:
                 self.tree.warnings.append(
@@ -411,10 +409,11 @@ class _Walker:
                 )
             specs = None
             node.known = False
-        for i, (k, shape, dtype, itemsize) in enumerate(datasets):
+        add = self.tree.add_variable
+        for i, (k, ds) in enumerate(datasets):
             spec = specs[i] if specs is not None else None
             name = spec.name if spec is not None else f"vars/{k}"
-            self.tree.add_variable(node, name, shape, dtype, itemsize, f"{prefix}/{k}", spec)
+            add(node, name, ds.shape, ds.dtype, ds.itemsize, f"{prefix}/{k}", spec)
 
     def _custom_layout(self, node: Node, vars_group: _manifest.Group, prefix: str, keys: list[str]) -> None:
         """A layer whose `save_own_variables` writes its own keys (`vars/variables`): Keras loads it

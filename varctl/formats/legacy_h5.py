@@ -155,13 +155,13 @@ def _infer_from_optimizer(manifest: Manifest, info: ModelInfo) -> ModelInfo | No
     return slot_inference.infer_unknown_by_name(info, slot_inference.layout_for(entry), slots, key)
 
 
-def _owner(tree: Tree, top: Node, path: str, names: dict[str, list[Node]]) -> Node:
-    """The layer that owns a variable path, falling back to a unique name below `top`.
+def _owner(tree: Tree, top: Node, layer_path: str, names: dict[str, list[Node]]) -> Node:
+    """The layer that owns a variable (`layer_path`: its path without the variable's name),
+    falling back to a unique name below `top`.
 
     `names`: the layers below `top` by name, filled on the first fallback (one walk per top-level
     layer, not one per variable).
     """
-    layer_path = path.rsplit("/", 1)[0] if "/" in path else ""
     node = tree.find(layer_path)
     if node is not None:
         return node
@@ -174,10 +174,9 @@ def _owner(tree: Tree, top: Node, path: str, names: dict[str, list[Node]]) -> No
     return matches[0] if len(matches) == 1 else top
 
 
-def _sublayer(tree: Tree, owner: Node, path: str) -> Node:
+def _sublayer(tree: Tree, owner: Node, layer_path: str) -> Node:
     """A custom layer's weight path names the sublayers the config does not describe
     (`holder/dense_7/kernel`): they become generic children of the custom layer, as in `.keras`."""
-    layer_path = path.rsplit("/", 1)[0] if "/" in path else ""
     if owner.known or not owner.path or not layer_path.startswith(owner.path + "/"):
         return owner
     for part in layer_path[len(owner.path) + 1 :].split("/"):
@@ -195,10 +194,10 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
         for wname, ds in weights:
             clean = wname.split(":")[0]  # Keras 2 files append `:0`
             path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
-            owner = _owner(tree, top, path, names)
-            if path == clean:  # the weight's own path, not one varctl prefixed (a name scope)
-                owner = _sublayer(tree, owner, path)
-            vname = clean.rsplit("/", 1)[-1]
+            layer_path, _, vname = path.rpartition("/")
+            owner = _owner(tree, top, layer_path, names)
+            if path == clean and not owner.known:  # the weight's own path, not one varctl prefixed
+                owner = _sublayer(tree, owner, layer_path)
             tree.add_variable(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 
 

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from varctl.formats.catalog import LayerSpec, VarSpec
+from varctl.formats.catalog import QUANTIZABLE, LayerSpec, VarSpec
 from varctl.model import Cause, ModelInfo, Variable, within
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 Config = dict[str, Any]
 
-CLASSES = frozenset({"Dense", "EinsumDense", "Embedding", "ReversibleEmbedding"})
+CLASSES = QUANTIZABLE
 MODES = ("int8", "int4", "float8", "gptq", "awq")
 
 
@@ -77,7 +77,7 @@ def mode_of(config: Config) -> str | None:
             name = inner.get("mode") or inner.get("name")
     elif isinstance(dtype, str):
         name = dtype
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not name.startswith(MODES):  # `float32`, `mixed_float16`, ...
         return None
     mode = name.split("_from_")[0].split("/")[0]
     return mode if mode in MODES else None
@@ -287,11 +287,11 @@ def _logical(node: Node, made: Made, v: Variable, found: dict[str, Variable]) ->
     return v.shape[0] * scale.shape[-1]  # int4: (rows, ceil(columns / 2)); scale (..., columns)
 
 
-def apply(tree: Tree, info: ModelInfo) -> ModelInfo:
+def apply(tree: Tree, info: ModelInfo, nodes: list[Node] | None = None) -> ModelInfo:
     """Put quantized and LoRA layers' variables as Keras holds them after loading: `model.weights`
     order, LoRA adapters created on load, each variable and layer marked with its mode; warn
-    about LoRA adapters that will never train."""
-    quant = [n for n in tree.root.walk() if isinstance(n.spec, QuantSpec)]
+    about LoRA adapters that will never train. `nodes`: `tree.root.walk()`, when already made."""
+    quant = [n for n in (tree.root.walk() if nodes is None else nodes) if isinstance(n.spec, QuantSpec)]
     if not quant:
         return info
     index = {id(v): i for i, v in enumerate(info.variables)}

@@ -1,0 +1,170 @@
+"""tree.find_risks against the plain scan it replaced (the reference below, unchanged): the same
+risks, in the same order, with the same `where`, and the same refusal past the node limit.
+
+find_risks skips scalar leaves and spells out `where` only for a risk; the reference builds
+everything for every node. Configs are generated (hypothesis) from the pieces that decide a risk:
+layer entries under each key that holds layers, Lambda-like layers, serialized lambdas, custom
+and registered classes, objects with and without a `module` (Keras 3 and legacy configs), odd
+`class_name` and `config` values, lists and dicts at any depth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import SAMPLES
+from tests.conftest import fuzz_settings as conftest_fuzz_settings
+from varctl.errors import UnreadableModel
+from varctl.formats import tree
+from varctl.formats.catalog import CODE_LAYER_CLASSES, KERAS_LAYER_CLASSES, keras_module
+from varctl.model import Risk
+
+_LAYER_KEYS = tree._LAYER_KEYS
+
+
+def reference(top: Any, limit: int = tree._MAX_SCAN) -> list[Risk]:
+    """The scan as it was before it was made faster (a tuple of keys and a `where` per node)."""
+    risks: list[Risk] = []
+    stack: list[tuple[Any, tuple[str, ...], tuple[str, ...], bool, bool]] = [(top, (), (), True, False)]
+    seen = 0
+    while stack:
+        obj, path, keys, is_layer, in_lambda = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise UnreadableModel("the model config is too large to scan (refused)")
+        if isinstance(obj, list):
+            stack.extend((v, path, keys, is_layer, in_lambda) for v in reversed(obj))
+            continue
+        if not isinstance(obj, dict):
+            continue
+        cls = obj.get("class_name")
+        cfg = obj.get("config")
+        if isinstance(cls, str) and is_layer and (path or keys or obj is not top):
+            name = cfg.get("name") if isinstance(cfg, dict) else None
+            path, keys = (*path, str(name if name is not None else cls)), ()
+        where = ": ".join(p for p in ("/".join(path), "/".join(keys)) if p) or "(the model)"
+        if isinstance(cls, str):
+            risk = _reference_risk(obj, cls, is_layer, in_lambda, where)
+            if risk is not None:
+                risks.append(risk)
+            in_lambda = in_lambda or (is_layer and cls in CODE_LAYER_CLASSES)
+        children = []
+        for key, value in obj.items():
+            if isinstance(cls, str) and key in ("module", "class_name", "registered_name"):
+                continue
+            if key == "config" and isinstance(cls, str) and isinstance(value, dict):
+                for k, v in value.items():
+                    children.append((v, path, (*keys, k) if k not in _LAYER_KEYS else keys, k in _LAYER_KEYS))
+            else:
+                children.append((value, path, (*keys, str(key)), False))
+        stack.extend((v, p, k, lay, in_lambda) for v, p, k, lay in reversed(children))
+    return risks
+
+
+def _reference_risk(obj: dict, cls: str, is_layer: bool, in_lambda: bool, where: str) -> Risk | None:
+    if cls == "__lambda__":
+        return None if in_lambda else Risk("lambda", where, "Python lambda")
+    if cls.startswith("__") and cls.endswith("__"):
+        return None
+    registered = obj.get("registered_name")
+    if "module" in obj:
+        module = obj.get("module")
+        keras_own = keras_module(module) and registered in (None, cls) and ">" not in cls
+    else:
+        module = None
+        keras_own = ">" not in cls and (not is_layer or cls in KERAS_LAYER_CLASSES)
+    if keras_own:
+        if is_layer and cls in CODE_LAYER_CLASSES:
+            return Risk("lambda", where, f"{cls} layer")
+        return None
+    if cls == "function":
+        fn = obj.get("config")
+        what = f"function `{fn if isinstance(fn, str) else '?'}`"
+    else:
+        what = f"{'layer class' if is_layer else 'class'} `{registered if isinstance(registered, str) and registered else cls}`"
+    if isinstance(module, str) and module:
+        what += f" (module `{module}`)"
+    return Risk("custom", where, what)
+
+
+CLASSES = st.sampled_from(
+    ["Dense", "Lambda", "TFSMLayer", "Functional", "Sequential", "__lambda__", "__keras_tensor__",
+     "function", "MyLayer", "pkg>Reg", "GlorotUniform", "Bidirectional", "__", "_x_"]
+)  # fmt: skip
+MODULES = st.sampled_from(["keras.layers", "keras", "keras.src.ops", "tf_keras.layers", "mypkg", "", None, 3])
+KEYS = st.sampled_from(["layers", "layer", "cell", "cells", "backward_layer", "forward_layer", "units",
+                        "kernel_initializer", "inbound_nodes", "args", "name", "config", "module"])  # fmt: skip
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["a", "relu", "x/y"]))
+
+
+def _objects(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    def build(cls: Any, module: Any, registered: Any, name: Any, cfg: dict, extra: dict, shape: int) -> dict:
+        obj: dict[str, Any] = dict(extra)
+        if shape != 1:
+            obj["module"] = module
+        obj["class_name"] = cls
+        if shape == 2:
+            obj["config"] = name  # a function's config is its name; odd values elsewhere
+        else:
+            obj["config"] = {**({"name": name} if name is not None else {}), **cfg}
+        if registered is not None:
+            obj["registered_name"] = registered
+        return obj
+
+    return st.builds(
+        build,
+        st.one_of(CLASSES, st.integers(0, 2)),
+        MODULES,
+        st.sampled_from([None, None, "pkg>Reg", "Dense", 7]),
+        st.sampled_from([None, "d1", "my_fn", 5]),
+        st.dictionaries(KEYS, children, max_size=4),
+        st.dictionaries(KEYS, children, max_size=2),
+        st.integers(0, 3),
+    )
+
+
+CONFIGS = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4), _objects(children)
+    ),
+    max_leaves=40,
+)
+
+
+@conftest_fuzz_settings(300)
+@given(_objects(CONFIGS))
+def test_same_risks_as_the_reference(top: dict) -> None:
+    assert tree.find_risks(top) == reference(top)
+
+
+@conftest_fuzz_settings(100)
+@given(_objects(CONFIGS), st.integers(1, 60))
+def test_same_refusal_past_the_node_limit(top: dict, limit: int) -> None:
+    expected: Any
+    try:
+        expected = reference(top, limit)
+    except UnreadableModel as e:
+        expected = str(e)
+    saved = tree._MAX_SCAN
+    tree._MAX_SCAN = limit
+    try:
+        got: Any = tree.find_risks(top)
+    except UnreadableModel as e:
+        got = str(e)
+    finally:
+        tree._MAX_SCAN = saved
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", ["transfer_learning.keras", "seed_custom_layer.keras", "lora.keras"])
+def test_same_risks_on_sample_configs(name: str) -> None:
+    import json
+    import zipfile
+
+    config = json.loads(zipfile.ZipFile(SAMPLES / name).read("config.json"))
+    assert tree.find_risks(config) == reference(config)
