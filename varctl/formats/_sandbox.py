@@ -265,10 +265,17 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _loads(data: bytes) -> tuple[str, Any]:
+    # Collections while thousands of objects are made would only walk them: none is garbage yet
+    # (layers_4000, 12,000 variables and layers: ~3 ms).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         kind, value = _Unpickler(io.BytesIO(data)).load()
     except Exception as e:
         raise UnreadableModel(f"the reader process sent an unreadable answer ({e})") from None
+    finally:
+        if collecting:
+            gc.enable()
     if kind not in ("ok", "error") or (kind == "error" and not isinstance(value, BaseException)):
         raise UnreadableModel("the reader process sent an unreadable answer")
     return kind, value
