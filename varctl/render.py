@@ -340,10 +340,12 @@ def _md_cells(col: Column, values: list[Any]) -> list[str]:
     """`_md_cell` of each value of one column (ints and printable strings in bulk, as _cell_strs)."""
     if col.kind is Kind.numeric:
         return [f"{v:,}" if type(v) is int else _md_cell(col, v) for v in values]
-    texts = [v if type(v) is str else _plain(v) for v in values]
+    texts = [v if type(v) is str else "" if v is None else _plain(v) for v in values]
     if not "".join(texts).isprintable():
         texts = list(map(out.clean, texts))
-    return [t.translate(_MD_ESCAPES) for t in texts]
+    # One translate for the column: cleaned text has no newline (out.clean escapes it), and the
+    # escapes add none, so the lines come back apart as they went in.
+    return "\n".join(texts).translate(_MD_ESCAPES).split("\n") if texts else []
 
 
 def markdown(report: Report) -> str:
@@ -375,14 +377,24 @@ def _csv_cell(col: Column | None, value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+_CSV_CONSTANTS = {None: "", True: "true", False: "false"}
+
+
 def _csv_cells(col: Column, values: list[Any]) -> list[str]:
     """`_csv_cell` of each value of one column (ints and printable strings in bulk, as _cell_strs)."""
     if col.kind is Kind.numeric:
         return [str(v) if type(v) is int else _csv_cell(col, v) for v in values]
+    if set(map(type, values)) <= {bool, type(None)}:  # a flag column
+        return list(map(_CSV_CONSTANTS.__getitem__, values))
     # _csv_cell's own texts come out of out.clean and the formula guard unchanged
-    texts = [v if type(v) is str else _csv_cell(col, v) for v in values]
+    texts = [v if type(v) is str else "" if v is None else _csv_cell(col, v) for v in values]
     if not "".join(texts).isprintable():
         texts = list(map(out.clean, texts))
+    # A formula start is rare: looked for in the whole column first (cleaned text has no newline,
+    # so a newline and `=` can only be a cell starting with `=`).
+    column = "\n" + "\n".join(texts)
+    if not any("\n" + ch in column for ch in _FORMULA_START):
+        return texts
     return ["'" + t if t.startswith(_FORMULA_START) else t for t in texts]
 
 
