@@ -228,8 +228,8 @@ class ModelInfo:
         return rich_renderable(self)
 
     # Pickled (the sandbox's reader process sends it back), its variables and layers go as one
-    # tuple per field: plain values, not an object each to reduce and rebuild (layers_4000, 12,000
-    # objects: dumps + loads from ~40 ms to ~20 ms).
+    # tuple per field: plain values, not an object each to reduce (layers_4000's 12,000 objects:
+    # 1.45 -> 0.85 MB, pickle.dumps 18 -> 13 ms; rebuilding them costs what unpickling them did).
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         for key, kind in (("variables", Variable), ("layers", Layer)):

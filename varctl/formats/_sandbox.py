@@ -273,7 +273,7 @@ class _Unpickler(pickle.Unpickler):
 
 def _loads(data: bytes) -> tuple[str, Any]:
     # Collections while thousands of objects are made would only walk them: none is garbage yet
-    # (layers_4000, 12,000 variables and layers: ~3 ms).
+    # (layers_4000, 12,000 variables and layers: 22 -> 17 ms).
     collecting = gc.isenabled()
     gc.disable()
     try:
