@@ -99,7 +99,8 @@ class Variable:
     def _row(self, index: int | None) -> dict[str, Any]:
         """The variable's row in `varctl list -f json`: to_dict() with `index` first.
 
-        The properties are inlined (one dict per variable, no call per key: 8,000 rows in ~8 ms).
+        The properties are inlined, one dict per variable and no call per key (list_report of
+        layers_4000, 8,000 rows: 33 -> 13 ms, with the one-pass totals).
         """
         cause = self.cause
         record = {
