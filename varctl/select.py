@@ -10,56 +10,66 @@ into layers.
 
 from __future__ import annotations
 
-import difflib
+import fnmatch
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from collections.abc import Callable, Iterable, Sequence
 
 from varctl.errors import UsageError
-from varctl.model import Layer, ModelInfo, Variable, within
+from varctl.model import Cause, Layer, ModelInfo, Variable, within
 
 
-@dataclass(frozen=True)
 class Selector:
-    patterns: tuple[str, ...] = ()
-    regex: bool = False
+    """Patterns (globs, or regular expressions with `regex`) and the layers they select."""
 
-    def __post_init__(self) -> None:
-        if self.regex:
-            for p in self.patterns:
-                try:
-                    re.compile(p)
-                except re.error as e:
-                    raise UsageError(f"invalid regular expression '{p}': {e}") from None
+    __slots__ = ("patterns", "regex")  # a plain class: a frozen dataclass costs ~0.5 ms at import
 
-    def _match(self, pattern: str) -> Callable[[str], bool]:
-        if self.regex:
-            rx = re.compile(pattern)
-            return lambda s: rx.fullmatch(s) is not None
-        return lambda s: fnmatchcase(s, pattern)
+    def __init__(self, patterns: tuple[str, ...] = (), regex: bool = False) -> None:
+        self.patterns = patterns
+        self.regex = regex
+        for p in patterns:
+            self._match(p)  # a bad regular expression is a usage error now, not at the first layer
+
+    def __repr__(self) -> str:
+        return f"Selector({self.patterns!r}, regex={self.regex})"
+
+    def _match(self, pattern: str) -> Callable[[str], re.Match[str] | None]:
+        """The compiled test of `pattern` (re caches it): a glob is fnmatchcase's own regex."""
+        if not self.regex:
+            return re.compile(fnmatch.translate(pattern)).match
+        try:
+            return re.compile(pattern).fullmatch
+        except re.error as e:
+            raise UsageError(f"invalid regular expression '{pattern}': {e}") from None
+
+    def _selected(self, pattern: str, paths: Iterable[str]) -> list[str]:
+        """Those of `paths` whose layer `pattern` selects itself (one compiled match per layer)."""
+        match = self._match(pattern)
+        if "/" in pattern:
+            return [p for p in paths if match(p)]
+        return [p for p in paths if match(p[p.rfind("/") + 1 :])]  # the layer's own name
 
     def matches_layer(self, pattern: str, layer_path: str) -> bool:
         """Does `pattern` select the layer at `layer_path` itself (not through an ancestor)?"""
-        target = layer_path if "/" in pattern else layer_path.rsplit("/", 1)[-1]
-        return self._match(pattern)(target)
+        return bool(self._selected(pattern, (layer_path,)))
+
+    def _chosen(self, info: ModelInfo) -> set[str]:
+        paths = [l.path for l in info.layers]
+        return {p for pattern in self.patterns for p in self._selected(pattern, paths)}
 
     def layers(self, info: ModelInfo) -> list[Layer]:
         """Layers selected directly by at least one pattern, in model order."""
-        return [l for l in info.layers if any(self.matches_layer(p, l.path) for p in self.patterns)]
+        chosen = self._chosen(info)
+        return [l for l in info.layers if l.path in chosen]
 
     def unmatched(self, infos: Sequence[ModelInfo]) -> list[str]:
-        return [
-            p
-            for p in self.patterns
-            if not any(self.matches_layer(p, l.path) for info in infos for l in info.layers)
-        ]
+        paths = [l.path for info in infos for l in info.layers]
+        return [p for p in self.patterns if not self._selected(p, paths)]
 
     def variables(self, info: ModelInfo) -> list[Variable]:
         """Variables inside a selected layer (all of them when there are no patterns)."""
         if not self.patterns:
             return list(info.variables)
-        chosen = {l.path for l in self.layers(info)}
+        chosen = self._chosen(info)
         return [v for v in info.variables if within(v.layer, chosen)]
 
 
@@ -112,7 +122,8 @@ def first_layers(
 def filter_trainable(variables: list[Variable], trainable: bool | None) -> list[Variable]:
     if trainable is None:
         return variables
-    return [v for v in variables if bool(v.trainable) == trainable]
+    # `bool(v.trainable) == trainable`, without the property's call per variable
+    return [v for v in variables if (v.cause is Cause.TRAINABLE) == trainable]
 
 
 def no_match_error(patterns: Sequence[str], infos: Sequence[ModelInfo]) -> UsageError:
@@ -122,11 +133,13 @@ def no_match_error(patterns: Sequence[str], infos: Sequence[ModelInfo]) -> Usage
     )
     var_paths = {v.path for info in infos for v in info.variables}
     p = patterns[0]
-    if p in var_paths or any(fnmatchcase(v, p) for v in var_paths):
+    if p in var_paths or any(fnmatch.fnmatchcase(v, p) for v in var_paths):
         return UsageError(
             f"pattern '{p}' names a variable, not a layer",
             hint=f"trainability is saved per layer in Keras: select the layer ('{p.rsplit('/', 1)[0]}')",
         )
+    import difflib  # only for this error's hint
+
     close = difflib.get_close_matches(p.replace("*", "").replace("?", ""), names, n=3, cutoff=0.5)
     hint = (
         f"did you mean {', '.join(repr(c) for c in close)}?"

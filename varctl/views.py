@@ -6,11 +6,11 @@ those records as a table, CSV or Markdown. Nothing here formats text for one out
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from varctl.model import LIST_SCHEMA, ModelInfo, Variable
+from varctl.model import LIST_SCHEMA, Cause, ModelInfo, Variable
 from varctl.render import Annotation, Column, Kind, Report, human_bytes
 
 if TYPE_CHECKING:
@@ -121,20 +121,30 @@ def list_report(info: ModelInfo, variables: list[Variable]) -> Report:
         columns=_with_quantization(LIST_COLUMNS, envelope["variables"]),
         envelope=envelope,
         records_key="variables",
-        summary=summary(info.totals(variables)),
+        summary=summary(envelope["totals"]),
         csv_prefix={"model": info.source},
     )
 
 
-def _layer_state(inside: list[Variable], params: int, trainable_params: int) -> str | None:
-    """A layer's trainable state over its variables; None when it holds none (a dash in the table)."""
-    if not inside:
+def _layer_state(count: int, unknown: bool, params: int, trainable_params: int) -> str | None:
+    """A layer's trainable state over its `count` variables; None when it holds none (a dash in
+    the table). `unknown`: the file does not say for one of them."""
+    if not count:
         return None
-    if any(v.trainable is None for v in inside):
+    if unknown:
         return "unknown"
     if trainable_params == params and params:
         return "trainable"
     return "frozen" if trainable_params == 0 else "partial"
+
+
+def _enclosing(layer_path: str) -> Iterator[str]:
+    """`a`, `a/b`, `a/b/c` for `a/b/c`: the layer and every layer it is inside."""
+    cut = layer_path.find("/")
+    while cut != -1:
+        yield layer_path[:cut]
+        cut = layer_path.find("/", cut + 1)
+    yield layer_path
 
 
 def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
@@ -145,33 +155,43 @@ def layers_report(info: ModelInfo, variables: list[Variable]) -> Report:
     """
     selected = {v.path for v in variables}
     narrowed = len(selected) != len(info.variables)
-    inside: dict[str, list[Variable]] = defaultdict(list)  # layer path -> variables at or below it
+    # layer path -> [variables, params, trainable params, any of unknown state] at or below it
+    inside: dict[str, list[Any]] = {}
     for v in info.variables:
-        if v.path in selected:
-            parts = v.layer.split("/")
-            for i in range(1, len(parts) + 1):
-                inside["/".join(parts[:i])].append(v)
-    records = []
-    for layer in info.layers:
-        held = inside.get(layer.path, [])
-        if narrowed and not held:
+        if v.path not in selected:
             continue
-        params = sum(v.params for v in held)
-        tparams = sum(v.params for v in held if v.trainable)
-        records.append(
-            {
-                "path": layer.path,
-                "name": layer.name,
-                "class_name": layer.class_name,
-                "depth": layer.depth,
-                "variables": len(held),
-                "params": params,
-                "trainable_params": tparams,
-                "state": _layer_state(held, params, tparams),
-                "flag": layer.flag,
-                **({"quantization": layer.quantization} if layer.quantization else {}),
-            }
-        )
+        params = math.prod(v.shape)
+        tparams = params if v.cause is Cause.TRAINABLE else 0
+        unknown = v.cause is Cause.UNKNOWN
+        for path in _enclosing(v.layer):
+            sums = inside.get(path)
+            if sums is None:
+                inside[path] = [1, params, tparams, unknown]
+            else:
+                sums[0] += 1
+                sums[1] += params
+                sums[2] += tparams
+                sums[3] = sums[3] or unknown
+    records = []
+    none = (0, 0, 0, False)
+    for layer in info.layers:
+        count, params, tparams, unknown = inside.get(layer.path, none)
+        if narrowed and not count:
+            continue
+        record = {
+            "path": layer.path,
+            "name": layer.name,
+            "class_name": layer.class_name,
+            "depth": layer.depth,
+            "variables": count,
+            "params": params,
+            "trainable_params": tparams,
+            "state": _layer_state(count, unknown, params, tparams),
+            "flag": layer.flag,
+        }
+        if layer.quantization:
+            record["quantization"] = layer.quantization
+        records.append(record)
     totals = info.totals(variables)
     envelope = {
         "schema": LAYERS_SCHEMA,

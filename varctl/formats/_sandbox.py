@@ -254,21 +254,35 @@ class _Unpickler(pickle.Unpickler):
     """Only our own classes, builtin containers and builtin exceptions: never a function."""
 
     def find_class(self, module: str, name: str) -> Any:
-        # Checked before super() imports anything: the module name comes from the child.
-        if module == "builtins" or module.startswith("varctl."):
+        # Checked before super() imports anything: the module name comes from the child. A plain
+        # name only: protocol 4 follows a dotted one attribute by attribute, out of our modules
+        # into whatever they import ("varctl.cli" + "typer._completion_shared.subprocess.Popen"
+        # is a class, and calling it runs a command).
+        if "." not in name and (module == "builtins" or module.startswith("varctl.")):
             obj = super().find_class(module, name)
-            if isinstance(obj, type) and (
-                module != "builtins" or name in _SAFE_BUILTINS or issubclass(obj, BaseException)
-            ):
+            if not isinstance(obj, type):
+                allowed = False
+            elif module == "builtins":
+                allowed = name in _SAFE_BUILTINS or issubclass(obj, BaseException)
+            else:  # a class defined there, not one imported into it (varctl.render + io.FileIO)
+                allowed = obj.__module__ == module
+            if allowed:
                 return obj
         raise pickle.UnpicklingError(f"the reader process sent {module}.{name} (refused)")
 
 
 def _loads(data: bytes) -> tuple[str, Any]:
+    # Collections while thousands of objects are made would only walk them: none is garbage yet
+    # (layers_4000, 12,000 variables and layers: 22 -> 17 ms).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         kind, value = _Unpickler(io.BytesIO(data)).load()
     except Exception as e:
         raise UnreadableModel(f"the reader process sent an unreadable answer ({e})") from None
+    finally:
+        if collecting:
+            gc.enable()
     if kind not in ("ok", "error") or (kind == "error" and not isinstance(value, BaseException)):
         raise UnreadableModel("the reader process sent an unreadable answer")
     return kind, value

@@ -1,0 +1,82 @@
+"""The parent reads the reader process's answer with an allowlist: a child that a file subverted
+can send any bytes, and none of them may make the parent run code or touch a file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import random
+
+import pytest
+
+from varctl.errors import UnreadableModel, UsageError
+from varctl.formats import _sandbox
+from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Variable
+
+
+def _answer(module: str, name: str, args: tuple[object, ...]) -> bytes:
+    """("ok", module.name(*args)) as a protocol-4 pickle, written opcode by opcode."""
+
+    def text(s: str) -> bytes:
+        raw = s.encode()
+        return b"\x8c" + bytes([len(raw)]) + raw  # SHORT_BINUNICODE
+
+    out = io.BytesIO()
+    out.write(b"\x80\x04")  # PROTO 4
+    out.write(text("ok"))
+    out.write(text(module) + text(name) + b"\x93")  # STACK_GLOBAL
+    out.write(pickle.dumps(args, protocol=4)[2:-1])  # the arguments, without PROTO and STOP
+    out.write(b"R\x86.")  # REDUCE, TUPLE2, STOP
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        # protocol 4 resolves a dotted name attribute by attribute: through the modules ours import
+        ("varctl.cli", "typer._completion_shared.subprocess.Popen"),
+        ("varctl.formats.keras_zip", "zipfile.ZipFile"),
+        # a class imported into one of our modules is not ours
+        ("varctl.render", "io.FileIO"),
+        ("varctl.model", "attrgetter"),
+        ("varctl.formats.keras_zip", "shutil"),
+        # functions, and modules outside ours
+        ("builtins", "eval"),
+        ("builtins", "getattr"),
+        ("builtins", "type"),
+        ("os", "system"),
+        ("subprocess", "Popen"),
+        ("varctl.formats._sandbox", "call"),
+    ],
+)
+def test_a_subverted_child_cannot_make_the_parent_call_a_foreign_class(module, name, tmp_path):
+    target = tmp_path / "pwned"
+    args = (["touch", str(target)],) if "Popen" in name else (str(target), "w")
+    with pytest.raises(UnreadableModel, match="unreadable answer"):
+        _sandbox._loads(_answer(module, name, args))
+    assert not target.exists()
+
+
+def test_our_classes_and_exceptions_come_back():
+    info = ModelInfo(
+        "m.keras", ModelFormat.KERAS, "3.15.0", "m", "Functional", True,
+        (Layer("d", "d", "Dense", True, True, True, 0, None),),
+        (Variable("d/kernel", "d", "kernel", (2, 3), "float32", Cause.TRAINABLE, None, "w/0"),),
+    )  # fmt: skip
+    assert _sandbox._loads(_sandbox._dumps(("ok", info))) == ("ok", info)
+    kind, error = _sandbox._loads(_sandbox._dumps(("error", UsageError("bad", hint="h"))))
+    assert kind == "error" and isinstance(error, UsageError) and error.hint == "h"
+    kind, error = _sandbox._loads(_sandbox._dumps(("error", ValueError("builtin"))))
+    assert kind == "error" and isinstance(error, ValueError)
+
+
+def test_random_bytes_are_one_clean_error():
+    rng = random.Random(0)
+    good = _sandbox._dumps(("ok", ModelInfo("m", ModelFormat.H5, None, "m", "S", True, (), ())))
+    for _ in range(300):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        with contextlib.suppress(UnreadableModel):  # or an answer: the bytes still made sense
+            _sandbox._loads(bytes(data))
