@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -58,6 +57,8 @@ def check_target(target: str) -> os.stat_result | None:
 
 def temp_path(folder: str, suffix: str) -> str:
     """A new empty temp file in `folder`, named so that _remove_orphans finds it if we die."""
+    import tempfile  # here: the readers import this module, and only writers need tempfile (1.3 ms)
+
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix, dir=folder)
     os.close(fd)
     return tmp

@@ -241,6 +241,7 @@ def preload() -> None:
         quantization,  # imported by catalog on the first quantized or LoRA layer
         savedmodel,
         sharded,
+        slot_inference,  # imported by the readers for unknown layers with saved slots
         weights_h5,
     )
 

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from varctl import safe_write
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat
-from varctl.formats import _h5safe, _manifest, hdf5meta, hub, slot_inference
+from varctl.formats import _h5safe, _manifest, hdf5meta, hub
 from varctl.formats._layout import (
     CONFIG_MEMBER,
     METADATA_MEMBER,
@@ -296,6 +296,8 @@ def _finish(tree: Tree, config: Any, manifest: Manifest, source: str) -> ModelIn
     info = tree.finish(source=source, fmt="keras", keras_version=manifest.keras_version)
     if manifest.slots is not None and isinstance(config, dict) and any(not l.known for l in info.layers):
         entry = (config.get("compile_config") or {}).get("optimizer")
+        from varctl.formats import slot_inference  # only for unknown layers with saved slots
+
         info = slot_inference.infer_unknown(info, slot_inference.layout_for(entry), manifest.slots) or info
     return info
 

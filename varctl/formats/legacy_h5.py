@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from varctl import safe_write
 from varctl.errors import UnreadableModel, UsageError
-from varctl.formats import _h5safe, _manifest, slot_inference
+from varctl.formats import _h5safe, _manifest
 from varctl.formats._layout import (
     HDF5_OBJECT_HEADER_LIMIT,
     KERAS_VERSION,
@@ -152,6 +152,8 @@ def _infer_from_optimizer(manifest: Manifest, info: ModelInfo) -> ModelInfo | No
         # the weight name Keras wrote, relative to the top-level layer's group
         return v.storage.split("/", 3)[3].replace("/", "_")
 
+    from varctl.formats import slot_inference  # only for unknown layers with saved slots
+
     return slot_inference.infer_unknown_by_name(info, slot_inference.layout_for(entry), slots, key)
 
 
@@ -269,6 +271,8 @@ def weight_order(before: ModelInfo, after: ModelInfo, manifest: Manifest | None)
     before_layers = {l.path: l for l in before.layers}
     after_layers = {l.path: l for l in after.layers}
     after_by_storage = {v.storage: v for v in after.variables}
+    from varctl.formats import slot_inference
+
     order = slot_inference.model_order(before)
     position = {v.storage: i for i, v in enumerate(order)} if order is not None else None
     groups: dict[str, list[Variable]] = {}
