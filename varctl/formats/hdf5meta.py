@@ -14,7 +14,6 @@ Every address and size is checked against the window, every walk is capped and c
 
 from __future__ import annotations
 
-import bisect
 import builtins
 import functools
 import mmap as _mmap
@@ -704,13 +703,11 @@ class File:
         count = space.count
         if t.code is None:
             raise OutsideSubset("opaque attribute value")
-        if t.code == "O" and space.kind == "scalar":  # a layer's `name`: one per `vars` group
-            return self._vlen_str(attr.data)
-        if t.code == "S":
+        if t.code == "O":
+            items: list[Any] = self._vlen_strs(attr.data, count)
+        elif t.code == "S":
             raw = self._bytes(attr.data, count * t.size)
-            items: list[Any] = [_text(raw[i : i + t.size].rstrip(b"\0")) for i in range(0, len(raw), t.size)]
-        elif t.code == "O":
-            items = [self._vlen_str(attr.data + i * t.size) for i in range(count)]
+            items = [_text(raw[i : i + t.size].rstrip(b"\0")) for i in range(0, len(raw), t.size)]
         else:
             fmt = t.code[0] + str(count) + t.code[1:]
             at = self._check(attr.data, count * t.size)
@@ -719,24 +716,38 @@ class File:
             return items[0]
         return _nest(items, space.shape)
 
-    def _vlen_str(self, addr: int) -> str:
-        length, coll, index = self._unpack(self._vlen, addr)
-        if length == 0 and coll in (0, self._undef):
-            return ""
-        objects = self._gheaps.get(coll)
-        if objects is None:
-            objects = self._global_heap(coll)
-        found = objects.get(index)
-        if found is None:
-            raise Malformed(f"global heap object {index} missing")
-        at, size = found
-        if length != size:  # HDF5 refuses the read too ("global heap object size does not match")
-            raise Malformed("variable-length string length differs from its heap object")
-        at += self._base  # inside its collection, checked when the collection was read
-        raw = bytes(self._buf[at : at + length])
-        if b"\0" in raw:
-            raise OutsideSubset("NUL inside a variable-length string")
-        return _text(raw)
+    def _vlen_strs(self, addr: int, count: int) -> list[str]:
+        """The `count` variable-length strings stored one after another at `addr`.
+
+        One bounds check and one unpack for the whole array, the heap collection looked up once
+        per run of strings in it: a `weight_names` list is read for every layer of a legacy .h5
+        (layers_4000: 12,000 strings, 2.4x faster than one call per string)."""
+        vlen = self._vlen
+        at = self._check(addr, count * vlen.size)
+        buf, base, undef = self._buf, self._base, self._undef
+        out = []
+        coll_at, objects = -1, {}
+        for length, coll, index in vlen.iter_unpack(buf[at : at + count * vlen.size]):
+            if length == 0 and coll in (0, undef):
+                out.append("")
+                continue
+            if coll != coll_at:
+                coll_at, objects = coll, self._global_heap(coll)
+            found = objects.get(index)
+            if found is None:
+                raise Malformed(f"global heap object {index} missing")
+            obj_at, size = found
+            if length != size:  # HDF5 refuses the read too ("global heap object size does not match")
+                raise Malformed("variable-length string length differs from its heap object")
+            obj_at += base  # inside its collection, checked when the collection was read
+            raw = bytes(buf[obj_at : obj_at + length])
+            if b"\0" in raw:
+                raise OutsideSubset("NUL inside a variable-length string")
+            try:
+                out.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise OutsideSubset("string attribute is not UTF-8") from None
+        return out
 
     def _global_heap(self, addr: int) -> dict[int, tuple[int, int]]:
         objects = self._gheaps.get(addr)
@@ -983,9 +994,6 @@ _MEMO_KEY_BYTES = 256
 _MEMO_ENTRIES = 4096
 
 
-_link_name = operator.itemgetter(0)
-
-
 def _heap_name(heap: bytes, offset: int) -> bytes:
     end = heap.find(b"\0", offset)
     if offset >= len(heap) or end < 0:
@@ -1040,7 +1048,7 @@ class Attributes(Mapping[str, Any]):
 class Group:
     """An old-style HDF5 group. Members come back sorted by name (as h5py lists them)."""
 
-    __slots__ = ("_ancestors", "_file", "_hdr", "_prefix", "addr", "name")
+    __slots__ = ("_ancestors", "_file", "_hdr", "_index", "_kids", "_prefix", "addr", "name")
 
     def __init__(
         self, file: File, addr: int, name: str, ancestors: tuple[int, ...], hdr: _Header | None = None
@@ -1052,6 +1060,9 @@ class Group:
         self._prefix = "/" if name == "/" else name.rstrip("/") + "/"  # of its members' paths
         # parsed now (unless the caller just did): a broken group fails where it is opened
         self._hdr = file._header(addr) if hdr is None else hdr
+        # Lookups by name (see _lookup): the links as a dict, and the members already looked up.
+        self._index: dict[bytes, int] | None = None
+        self._kids: dict[str, Group | Dataset] = {}
 
     @property
     def attrs(self) -> Attributes:
@@ -1087,12 +1098,20 @@ class Group:
         return [obj for _, obj in self.items()]
 
     def _lookup(self, name: str) -> Group | Dataset | None:
-        raw = name.encode("utf-8")
-        links = self._links()
-        i = bisect.bisect_left(links, raw, key=_link_name)  # links are sorted by name
-        if i < len(links) and links[i][0] == raw:
-            return self._child(name, links[i][1])
-        return None
+        """The member `name`, made (and checked) once per group: a legacy .h5 walks each weight's
+        path from its layer's group (`layer/sub/kernel:0`), so the same subgroups are looked up again
+        and again (NASNetMobile: 6,221 lookups of 3,382 objects)."""
+        kid = self._kids.get(name)
+        if kid is not None:
+            return kid
+        index = self._index
+        if index is None:  # the links are sorted and unique (checked when read): one entry each
+            index = self._index = dict(self._links())
+        addr = index.get(name.encode("utf-8"))
+        if addr is None:
+            return None
+        kid = self._kids[name] = self._child(name, addr)
+        return kid
 
     def get(self, path: str, default: Any = None) -> Any:
         """The member at a '/'-separated path relative to this group (absolute from the root), or `default`."""
@@ -1264,9 +1283,25 @@ class h5safe:
         if not name or "/" in name:
             raise OutsideSubset(f"member name {name!r} is not one path component")
         obj = group._lookup(name)
-        if isinstance(obj, _Dataset):
+        if isinstance(obj, _Dataset) and obj.filters:
             h5safe.check_dataset(obj)
         return obj
+
+    @staticmethod
+    def dataset_at(group: _Group, path: str) -> _Dataset | None:
+        """The dataset at a '/'-separated `path` below `group`, each part looked up as `get_member`
+        does (same refusals), or None: `_layout.weight_dataset` in one call (a legacy .h5 walks a
+        path per weight: layers_4000, 8,000 walks of 2-3 parts)."""
+        node: _Group | _Dataset | None = group
+        for part in path.split("/"):
+            if not isinstance(node, _Group):
+                return None
+            if not part:
+                raise OutsideSubset(f"member name {part!r} is not one path component")
+            node = node._lookup(part)
+            if isinstance(node, _Dataset) and node.filters:
+                h5safe.check_dataset(node)
+        return node if isinstance(node, _Dataset) else None
 
     @staticmethod
     def get_group(group: _Group | File, name: str) -> _Group | None:
