@@ -223,6 +223,8 @@ class File:
         self._nodes_seen: set[int] = set()
         self._node_structs: dict[int, struct.Struct] = {}
         self._group_paths: dict[int, str] = {}
+        # Members looked up by name, per group address (Group._lookup); emptied by close().
+        self._kids: dict[int, dict[str, Group | Dataset]] = {}
         self._superblock()
         self.root = Group(self, self._root_addr, "/", ())
 
@@ -941,6 +943,9 @@ class File:
         self._groups.clear()
         self._types.clear()
         self._spaces.clear()
+        for kids in self._kids.values():  # a Group kept past close() reads the file again: Malformed
+            kids.clear()
+        self._kids.clear()
         self._buf = b""
         self._len = 0  # a Group kept past close() raises Malformed, not a struct error
         owned, self._owned = self._owned, None
@@ -1090,7 +1095,7 @@ class Group:
         self._hdr = file._header(addr) if hdr is None else hdr
         # Lookups by name (see _lookup): the links as a dict, and the members already looked up.
         self._index: dict[bytes, int] | None = None
-        self._kids: dict[str, Group | Dataset] = {}
+        self._kids = file._kids.setdefault(addr, {})  # shared by the Group objects of one group
 
     @property
     def attrs(self) -> Attributes:
