@@ -725,7 +725,7 @@ class File:
 
         One bounds check and one unpack for the whole array, the heap collection looked up once
         per run of strings in it: a `weight_names` list is read for every layer of a legacy .h5
-        (layers_4000: 12,000 strings, 2.4x faster than one call per string)."""
+        (layers_4000: 4,003 name lists read in 11 ms, 19 ms with one call per string)."""
         vlen = self._vlen
         at = self._check(addr, count * vlen.size)
         buf, base, undef = self._buf, self._base, self._undef
@@ -769,7 +769,7 @@ class File:
         objects = {}
         obj_head = 8 + self._lsz
         # The collection lies in the window (checked above), and so does each object's header
-        # (loop condition): read them straight from the buffer (Keras 3 .h5, a name per string).
+        # (loop condition): read them straight from the buffer (one object per string: 12,000 in layers_4000.h5).
         buf, base, unpack = self._buf, self._base, self._gheap_object.unpack_from
         while p + obj_head <= end:
             index, osize = unpack(buf, base + p)
@@ -1324,7 +1324,7 @@ class h5safe:
     def dataset_at(group: _Group, path: str) -> _Dataset | None:
         """The dataset at a '/'-separated `path` below `group`, each part looked up as `get_member`
         does (same refusals), or None: `_layout.weight_dataset` in one call (a legacy .h5 walks a
-        path per weight: layers_4000, 8,000 walks of 2-3 parts)."""
+        path per weight: layers_4000, 8,000 walks of 2 parts)."""
         node: _Group | _Dataset | None = group
         for part in path.split("/"):
             if not isinstance(node, _Group):
