@@ -769,7 +769,8 @@ class File:
         objects = {}
         obj_head = 8 + self._lsz
         # The collection lies in the window (checked above), and so does each object's header
-        # (loop condition): read them straight from the buffer (one object per string: 12,000 in layers_4000.h5).
+        # (loop condition): read them straight from the buffer (an object per string: 12,000 in
+        # layers_4000.h5).
         buf, base, unpack = self._buf, self._base, self._gheap_object.unpack_from
         while p + obj_head <= end:
             index, osize = unpack(buf, base + p)
