@@ -221,7 +221,6 @@ class File:
         self._spaces: dict[bytes, _Space] = {}
         self._nodes_left = MAX_BTREE_NODES
         self._nodes_seen: set[int] = set()
-        self._node_structs: dict[int, struct.Struct] = {}
         self._group_paths: dict[int, str] = {}
         # Members looked up by name, per group address (Group._lookup); emptied by close().
         self._kids: dict[int, dict[str, Group | Dataset]] = {}
@@ -824,66 +823,48 @@ class File:
             return cached
         btree, heap_addr = hdr.symtab
         heap = self._local_heap(heap_addr)
+        buf = self._buf
         found: list[tuple[bytes, int]] = []
         # (node, expected level, lowest and highest name its keys allow): HDF5 finds a member by
         # name through these keys, so keys that disagree with the names make h5py fail; so do we.
         stack: list[tuple[int, int | None, bytes | None, bytes | None]] = [(btree, None, None, None)]
+        # Nodes are file-wide: a node belongs to one group, so no crafted file can make us walk
+        # the same nodes again for each group that claims them.
+        visited = self._nodes_seen
         while stack:
             node, expect_level, lo, hi = stack.pop()
-            level, children, keys = self._btree_node(node, heap, expect_level)
+            if node in visited:
+                raise Malformed("group B-tree cycle (or a node shared by two groups)")
+            visited.add(node)
+            self._nodes_left -= 1
+            if self._nodes_left < 0:
+                raise Malformed("too many B-tree nodes")
+            signature, node_type, level, used = _NODE.unpack_from(buf, self._check(node, _NODE.size))
+            if signature != b"TREE" or node_type != 0:
+                raise Malformed("bad group B-tree node")
+            if expect_level is not None and level != expect_level:
+                raise Malformed("group B-tree levels inconsistent")
+            if level > MAX_DEPTH or used > 2 * self._internal_k or (used == 0 and expect_level is not None):
+                raise Malformed("group B-tree node with a bad number of entries")
+            # After the sibling addresses: key 0, child 0, key 1, ..., child used-1, key used.
+            first = node + 8 + 2 * self._osz
+            pairs_len = used * self._key_child.size
+            at = self._check(first, pairs_len + self._lsz)
+            pairs = list(self._key_child.iter_unpack(buf[at : at + pairs_len]))
+            offsets = [k for k, _ in pairs]
+            offsets.append(self._L.unpack_from(buf, at + pairs_len)[0])
+            keys = [_heap_name(heap, k) for k in offsets]
             if (lo is not None and keys[0] < lo) or (hi is not None and keys[-1] > hi):
                 raise Malformed("group B-tree keys outside their parent's range")
+            if not all(map(operator.le, keys, keys[1:])):
+                raise Malformed("group B-tree keys out of order")
             if level > 0:
-                stack.extend(
-                    (children[i], level - 1, keys[i], keys[i + 1]) for i in reversed(range(len(children)))
-                )
+                stack.extend((pairs[i][1], level - 1, keys[i], keys[i + 1]) for i in reversed(range(used)))
                 continue
-            for i, snod in enumerate(children):
+            for i, (_, snod) in enumerate(pairs):
                 self._symbols(snod, heap, keys[i], keys[i + 1], found)
         self._groups[hdr.symtab] = found
         return found
-
-    def _visit(self, node: int) -> None:
-        """Count a B-tree or symbol table node as read. Nodes are file-wide: a node belongs to one
-        group, so no crafted file can make us walk the same nodes again for each group that claims them."""
-        visited = self._nodes_seen
-        if node in visited:
-            raise Malformed("group B-tree cycle (or a node shared by two groups)")
-        visited.add(node)
-        self._nodes_left -= 1
-        if self._nodes_left < 0:
-            raise Malformed("too many B-tree nodes")
-
-    def _btree_node(
-        self, node: int, heap: bytes, expect_level: int | None
-    ) -> tuple[int, tuple[int, ...], list[bytes]]:
-        """(level, children, keys) of group B-tree node `node`: len(keys) == len(children) + 1."""
-        self._visit(node)
-        buf = self._buf
-        signature, node_type, level, used = _NODE.unpack_from(buf, self._check(node, _NODE.size))
-        if signature != b"TREE" or node_type != 0:
-            raise Malformed("bad group B-tree node")
-        if expect_level is not None and level != expect_level:
-            raise Malformed("group B-tree levels inconsistent")
-        if level > MAX_DEPTH or used > 2 * self._internal_k or (used == 0 and expect_level is not None):
-            raise Malformed("group B-tree node with a bad number of entries")
-        # After the sibling addresses: key 0, child 0, key 1, ..., child used-1, key used.
-        pairs_len = used * self._key_child.size
-        at = self._check(node + 8 + 2 * self._osz, pairs_len + self._lsz)
-        flat = self._node_struct(used).unpack_from(buf, at)
-        keys = [_heap_name(heap, k) for k in flat[::2]]
-        if not all(map(operator.le, keys, keys[1:])):
-            raise Malformed("group B-tree keys out of order")
-        return level, flat[1::2], keys
-
-    def _node_struct(self, used: int) -> struct.Struct:
-        """The Struct of a B-tree node's `used` (key, child) pairs and last key, in one unpack."""
-        fmt = self._node_structs.get(used)
-        if fmt is None:
-            fmt = struct.Struct("<" + self._key_child.format[1:] * used + self._L.format[1:])
-            if used <= _NODE_STRUCTS_MAX_USED:  # a crafted file cannot grow the cache past 64 formats
-                self._node_structs[used] = fmt
-        return fmt
 
     def _symbols(self, snod: int, heap: bytes, lo: bytes, hi: bytes, found: list[tuple[bytes, int]]) -> None:
         """Append the (name, address) links of symbol table node `snod` (names in (lo, hi]) to `found`."""
@@ -899,25 +880,20 @@ class File:
             raise Malformed("symbol table node too large")
         entry = self._entry
         at = self._check(snod + 8, count * entry.size)
-        last = found[-1][0] if found else lo  # names strictly increase from `lo`
         for name_off, obj, cache_type, _ in entry.iter_unpack(buf[at : at + count * entry.size]):
             if cache_type == 2:
                 raise OutsideSubset("soft link")
             if cache_type > 2:
                 raise Malformed(f"symbol table entry cache type {cache_type}")
-            end = heap.find(b"\0", name_off)  # _heap_name, inline: once per member
-            if name_off >= len(heap) or end < 0:
-                raise Malformed("name outside the local heap")
-            name = heap[name_off:end]
+            name = _heap_name(heap, name_off)
             if not lo < name <= hi:
                 raise Malformed("link name outside its B-tree node's key range")
-            if last >= name and found:
+            if found and found[-1][0] >= name:
                 raise Malformed("link names out of order (or repeated) in group")
             if not name or b"/" in name:
                 raise Malformed("link name empty or with a '/'")
             found.append((name, obj))
-            last = name
-        if count == 0 or last != hi:
+        if count == 0 or found[-1][0] != hi:
             raise Malformed("symbol table node's last name differs from its B-tree key")
 
     def _object(self, addr: int, path: str, ancestors: tuple[int, ...]) -> Group | Dataset:
@@ -1025,7 +1001,6 @@ _HH = struct.Struct("<HH")
 # _memo's bounds: messages up to 256 bytes (a rank-32 dataspace with maximums takes 520), 4,096 of them.
 _MEMO_KEY_BYTES = 256
 _MEMO_ENTRIES = 4096
-_NODE_STRUCTS_MAX_USED = 64
 
 
 def _heap_name(heap: bytes, offset: int) -> bytes:
@@ -1420,13 +1395,12 @@ class h5safe:
     @staticmethod
     def dataset_meta(ds: _Dataset) -> tuple[tuple[int, ...], str, int]:
         """(shape, dtype name, item size) as `_h5safe.dataset_meta` gives them."""
-        hdr = ds._hdr  # a dataset's: space and type are set (once per weight: no properties)
-        shape = hdr.space.shape  # type: ignore[union-attr]
+        shape = ds.shape
         if shape is None:
             raise OutsideSubset(f"dataset '{ds.name}' has a null dataspace")
-        if "dtype" in hdr.attrs and ds.attrs["dtype"] == "bfloat16":
+        if "dtype" in ds._hdr.attrs and ds.attrs["dtype"] == "bfloat16":
             return shape, "bfloat16", 2
-        return (shape, *_dtype_meta(hdr.type.dtype))  # type: ignore[union-attr]
+        return (shape, *_dtype_meta(ds.dtype))
 
     @staticmethod
     def natural_key(name: str) -> list[Any]:
@@ -1459,6 +1433,4 @@ def _str_items(value: Any, key: str) -> list[str]:
     # An attribute value is nested all the way (a list of lists) or not at all: its first item says.
     if (items and isinstance(items[0], list)) or isinstance(value, Empty):
         raise OutsideSubset(f"attribute '{key}' is not a flat list")
-    if all(type(i) is str for i in items):  # a name list (once per layer of a legacy .h5)
-        return items
     return [i if isinstance(i, str) else str(i) for i in items]
