@@ -52,6 +52,9 @@ def weight_dataset(group: h5py.Group, wname: str, h5s: Any = None) -> h5py.Datas
     `h5s`: the backend whose objects `group` is (default `_h5safe`, h5py)."""
     if h5s is None:
         from varctl.formats import _h5safe as h5s
+    walk = getattr(h5s, "dataset_at", None)  # the same walk in one call (hdf5meta.h5safe)
+    if walk is not None:
+        return walk(group, wname)  # type: ignore[no-any-return]
 
     ds: Any = group
     for part in wname.split("/"):
