@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from varctl.model import NOT_STORED
 
@@ -44,11 +44,36 @@ class ChildSpec:
 class LayerSpec:
     variables: tuple[VarSpec, ...]
     children: tuple[ChildSpec, ...] = ()
+    # quantization.QuantSpec (a quantized or LoRA layer): Keras reorders or adds variables on load
+    variant: ClassVar[bool] = False
 
 
 CONTAINER_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 # Classes with quantized and LoRA variants (formats/quantization.py describes them).
 QUANTIZABLE = frozenset({"Dense", "EinsumDense", "Embedding", "ReversibleEmbedding"})
+MODES = ("int8", "int4", "float8", "gptq", "awq")
+
+
+def mode_of(config: Config) -> str | None:
+    """The quantization mode recorded in a layer config's dtype policy (None: not quantized)."""
+    dtype = config.get("dtype")
+    name: Any = None
+    if isinstance(dtype, dict):
+        inner = dtype.get("config")
+        if isinstance(inner, dict):
+            name = inner.get("mode") or inner.get("name")
+    elif isinstance(dtype, str):
+        name = dtype
+    if not isinstance(name, str) or not name.startswith(MODES):  # `float32`, `mixed_float16`, ...
+        return None
+    mode = name.split("_from_")[0].split("/")[0]
+    return mode if mode in MODES else None
+
+
+def lora_rank(config: Config) -> int | None:
+    """The LoRA rank a layer config enables (None: no LoRA)."""
+    rank = config.get("lora_rank")
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 else None
 
 
 def _vars(*items: str | tuple[str, Any], untrainable: tuple[VarSpec, ...] = ()) -> LayerSpec:
@@ -539,8 +564,12 @@ def spec_for(class_name: str, config: Config, *, builtin: bool = True, major: in
     when varctl does not know the class."""
     if not builtin:
         return None
-    if class_name in QUANTIZABLE and ("lora_rank" in config or isinstance(config.get("dtype"), dict | str)):
-        from varctl.formats import quantization  # quantized / LoRA variants of Dense & co.
+    if (
+        class_name in QUANTIZABLE
+        and ("lora_rank" in config or isinstance(config.get("dtype"), dict | str))
+        and (class_name == "ReversibleEmbedding" or mode_of(config) or lora_rank(config))
+    ):  # a quantized or LoRA variant (quantization.spec_for's own test; imported only then)
+        from varctl.formats import quantization
 
         if (quantized := quantization.spec_for(class_name, config)) is not None:
             return quantized

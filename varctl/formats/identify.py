@@ -94,10 +94,11 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:  #
     Raises:
         UnreadableModel: missing or unreadable; UnsupportedFormat: a known kind varctl does not read.
     """
-    from varctl.formats import checkpoint, savedmodel
-
+    # The TensorFlow formats' sniffers are imported where they are asked (a `.keras` needs neither).
     st = _stat(path)
     if st is None:
+        from varctl.formats import checkpoint
+
         if os.path.islink(path):
             raise UnreadableModel("broken symbolic link")
         prefix = checkpoint.prefix_of(path)
@@ -105,6 +106,8 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:  #
             return "checkpoint", prefix
         raise UnreadableModel("no such file")
     if stat.S_ISDIR(st.st_mode):
+        from varctl.formats import checkpoint, savedmodel
+
         if savedmodel.is_savedmodel(path):
             return "savedmodel", path
         prefix = checkpoint.prefix_in_directory(path)
@@ -123,8 +126,11 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:  #
         )
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableModel("not a regular file (FIFO, device or socket)")
-    if os.path.basename(path) == "saved_model.pb" and savedmodel.is_savedmodel(os.path.dirname(path) or "."):
-        return "savedmodel", os.path.dirname(path) or "."
+    if os.path.basename(path) == "saved_model.pb":
+        from varctl.formats import savedmodel
+
+        if savedmodel.is_savedmodel(os.path.dirname(path) or "."):
+            return "savedmodel", os.path.dirname(path) or "."
     kind = sniff(path, fileobj)
     if kind == "zip":
         return _zip_kind(path, fileobj), path
@@ -144,6 +150,8 @@ def identify(path: str, fileobj: IO[bytes] | None = None) -> tuple[str, str]:  #
             "HDF5 file without 'model_config': not a saved Keras model, nor a Keras weights file",
             hint=_HINT,
         )
+    from varctl.formats import checkpoint
+
     prefix = checkpoint.prefix_of(path)
     if prefix is not None:
         return "checkpoint", prefix

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from varctl.formats.catalog import QUANTIZABLE, LayerSpec, VarSpec
+from varctl.formats.catalog import QUANTIZABLE, LayerSpec, VarSpec, lora_rank, mode_of
 from varctl.model import Cause, ModelInfo, Variable, within
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 Config = dict[str, Any]
 
 CLASSES = QUANTIZABLE
-MODES = ("int8", "int4", "float8", "gptq", "awq")
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class Made:
 class QuantSpec(LayerSpec):
     """A LayerSpec (variables in save order, as the file holds them) plus what Keras adds on load."""
 
+    variant: ClassVar[bool] = True
     mode: str | None = None  # int8 | int4 | float8 | gptq | awq | None
     lora_rank: int | None = None
     made: tuple[Made, ...] = ()  # every variable in creation order, stored or not
@@ -67,22 +67,6 @@ class QuantSpec(LayerSpec):
         ]
 
 
-def mode_of(config: Config) -> str | None:
-    """The quantization mode recorded in a layer config's dtype policy (None: not quantized)."""
-    dtype = config.get("dtype")
-    name: Any = None
-    if isinstance(dtype, dict):
-        inner = dtype.get("config")
-        if isinstance(inner, dict):
-            name = inner.get("mode") or inner.get("name")
-    elif isinstance(dtype, str):
-        name = dtype
-    if not isinstance(name, str) or not name.startswith(MODES):  # `float32`, `mixed_float16`, ...
-        return None
-    mode = name.split("_from_")[0].split("/")[0]
-    return mode if mode in MODES else None
-
-
 def _int4_grouped(config: Config) -> bool:
     """int4 with a block size (sub-channel: adds a zero point and `g_idx`) or per channel."""
     qc = config.get("quantization_config")
@@ -97,11 +81,6 @@ def _int4_grouped(config: Config) -> bool:
     if isinstance(mode, str) and "/" in mode:
         return mode.split("/")[1].strip() != "-1"
     return False
-
-
-def _lora_rank(config: Config) -> int | None:
-    rank = config.get("lora_rank")
-    return rank if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 else None
 
 
 _NT = "{mode}-quantized (created non-trainable)"
@@ -227,7 +206,7 @@ def spec_for(class_name: str, config: Config) -> QuantSpec | None:
     if class_name not in CLASSES:
         return None
     mode = mode_of(config)
-    lora = _lora_rank(config)
+    lora = lora_rank(config)
     if class_name != "ReversibleEmbedding" and mode is None and lora is None:
         return None  # a plain layer: the catalog's own entry
     if class_name.endswith("Embedding") and mode not in (None, "int8", "int4"):

@@ -817,6 +817,8 @@ class Tree:
             warnings=tuple(dict.fromkeys(self.warnings)),
             risks=tuple(self.risks),
         )
+        if not any(n.spec is not None and n.spec.variant for n in everything):
+            return info  # no quantized or LoRA layer (their specs come from formats/quantization.py)
         from varctl.formats import quantization  # model.weights order, LoRA adapters made on load
 
         return quantization.apply(self, info, everything)
