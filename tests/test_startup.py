@@ -54,3 +54,45 @@ def test_list_json_does_not_import_rich():
     stdout, modules = _modules("list", "sample_models/seed_dense.keras", "-f", "json")
     assert '"schema": "varctl.list/2"' in stdout
     assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy or pydantic
+
+
+def _module(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "varctl", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_the_console_entry_exits_at_once_with_every_byte_and_code():
+    """run() ends the process with os._exit after flushing: nothing written may be lost, and
+    each exit code (and Typer's own) comes through."""
+    import json
+
+    done = _module("list", "sample_models/transfer_learning.keras", "-f", "json")
+    assert done.returncode == 0 and done.stderr == ""
+    assert len(json.loads(done.stdout)["variables"]) > 200  # the whole document, flushed
+    missing = _module("list", "nope.keras")
+    assert (
+        missing.returncode == 3
+        and missing.stderr == "varctl: error: cannot open 'nope.keras': no such file\n"
+    )
+    assert _module("list", "m.keras", "--no-such-option").returncode == 2  # Typer's usage error
+    assert _module("--help").returncode == 0
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`varctl list m.keras | head -0`: the pipe is closed before varctl writes; it exits 0 quietly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "varctl", "list", "sample_models/transfer_learning.keras"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before varctl has read the model and writes
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
