@@ -1,4 +1,6 @@
 """The commands: plain functions, one module per family, registered on the app by varctl.cli.
 
-Shared options and helpers live in `_options` (below the commands); no module here imports `varctl.cli`.
+Their options are declared with the Typer aliases of `_options` (named in annotations only); what
+they share at run time lives in `_run`; `_argv` runs a plain command line without Typer. No
+module here imports `varctl.cli`.
 """
