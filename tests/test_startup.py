@@ -96,3 +96,23 @@ def test_a_reader_that_stops_early_is_not_an_error():
     proc.stdout.close()  # long before varctl has read the model and writes
     assert proc.wait(timeout=120) == 0
     assert proc.stderr.read() == b""
+
+
+def test_one_read_imports_only_its_reader_and_a_second_read_imports_them_all():
+    """The first input's reader is imported in its sandboxed child only; from the second read on,
+    every reader is imported once here, so that no further child imports one."""
+    probe = (
+        "import sys\n"
+        "from varctl.formats import open_model\n"
+        "open_model('sample_models/seed_dense.keras')\n"
+        "print(sorted(m for m in ('varctl.formats.keras_zip', 'varctl.formats.legacy_h5') if m in sys.modules))\n"
+        "open_model('sample_models/seed_dense.keras')\n"
+        "print(sorted(m for m in ('varctl.formats.keras_zip', 'varctl.formats.legacy_h5') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert first == "[]"
+    assert second == "['varctl.formats.keras_zip', 'varctl.formats.legacy_h5']"

@@ -134,10 +134,6 @@ def run_each(
     from varctl.select import Selector, no_match_error
     from varctl.views import error_report
 
-    if len(paths) > 1:
-        from varctl.formats import preload
-
-        preload()  # once here, not in each file's sandboxed child
     opened: list[ModelInfo | VarctlError] = []
     with out.many_files(len(paths), "reading") as tick:
         for p in paths:
