@@ -52,8 +52,6 @@ def handle_errors(fn: F) -> F:
                 _print_traceback()
             report_error(e)
             raise SystemExit(e.exit_code) from None
-        except SystemExit:
-            raise
         except KeyboardInterrupt:
             out.message("error", "interrupted")
             raise SystemExit(130) from None
