@@ -70,6 +70,14 @@ def mode_of(config: Config) -> str | None:
     return mode if mode in MODES else None
 
 
+def is_variant(class_name: str, config: Config) -> bool:
+    """A layer formats/quantization.py describes: a quantizable class whose config records a
+    quantization mode or a LoRA rank, and every ReversibleEmbedding."""
+    return class_name in QUANTIZABLE and (
+        class_name == "ReversibleEmbedding" or mode_of(config) is not None or lora_rank(config) is not None
+    )
+
+
 def lora_rank(config: Config) -> int | None:
     """The LoRA rank a layer config enables (None: no LoRA)."""
     rank = config.get("lora_rank")
@@ -564,12 +572,10 @@ def spec_for(class_name: str, config: Config, *, builtin: bool = True, major: in
     when varctl does not know the class."""
     if not builtin:
         return None
-    if (
-        class_name in QUANTIZABLE
-        and ("lora_rank" in config or isinstance(config.get("dtype"), dict | str))
-        and (class_name == "ReversibleEmbedding" or mode_of(config) or lora_rank(config))
-    ):  # a quantized or LoRA variant (quantization.spec_for's own test; imported only then)
-        from varctl.formats import quantization
+    if ("lora_rank" in config or isinstance(config.get("dtype"), dict | str)) and is_variant(
+        class_name, config
+    ):
+        from varctl.formats import quantization  # imported only for such a layer
 
         if (quantized := quantization.spec_for(class_name, config)) is not None:
             return quantized

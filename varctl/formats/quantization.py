@@ -15,15 +15,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from varctl.formats.catalog import QUANTIZABLE, LayerSpec, VarSpec, lora_rank, mode_of
+from varctl.formats.catalog import LayerSpec, VarSpec, is_variant, lora_rank, mode_of
 from varctl.model import Cause, ModelInfo, Variable, within
 
 if TYPE_CHECKING:
     from varctl.formats.tree import Node, Tree
 
 Config = dict[str, Any]
-
-CLASSES = QUANTIZABLE
 
 
 @dataclass(frozen=True)
@@ -203,12 +201,10 @@ def _adapters(prefix: str, made: list[Made], base: str, rank: int) -> list[Made]
 def spec_for(class_name: str, config: Config) -> QuantSpec | None:
     """The spec of a quantized or LoRA-enabled Dense/EinsumDense/Embedding, or of any Keras
     ReversibleEmbedding (None: a plain layer, or one varctl cannot describe)."""
-    if class_name not in CLASSES:
-        return None
+    if not is_variant(class_name, config):
+        return None  # a plain layer: the catalog's own entry
     mode = mode_of(config)
     lora = lora_rank(config)
-    if class_name != "ReversibleEmbedding" and mode is None and lora is None:
-        return None  # a plain layer: the catalog's own entry
     if class_name.endswith("Embedding") and mode not in (None, "int8", "int4"):
         mode = None  # Embedding quantizes to int8/int4 only (float8 leaves it a float layer)
     if class_name == "ReversibleEmbedding" and lora and not config.get("tie_weights", True):
