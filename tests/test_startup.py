@@ -25,7 +25,7 @@ try:
     main()
 except SystemExit:
     pass
-sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic") if m in sys.modules)) + "\\n")
+sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic", "varctl.formats.rewrite") if m in sys.modules)) + "\\n")
 """
 
 
@@ -53,7 +53,7 @@ def test_help_needs_neither_rich_nor_h5py():
 def test_list_json_does_not_import_rich():
     stdout, modules = _modules("list", "sample_models/seed_dense.keras", "-f", "json")
     assert '"schema": "varctl.list/2"' in stdout
-    assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy or pydantic
+    assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy, pydantic, edit types
 
 
 def _module(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -20,8 +20,9 @@ from typing import Any
 
 from varctl import formats, optimizer_state, safe_write
 from varctl.errors import UsageError
-from varctl.formats import Parsed, Rewrite, quantization
+from varctl.formats import Parsed, quantization
 from varctl.formats.loaded import VerificationFailed, verify
+from varctl.formats.rewrite import Rewrite
 from varctl.model import Layer, ModelInfo
 from varctl.optimizer_state import OptimizerState, Outcome
 from varctl.select import Selector, choose_layers, within

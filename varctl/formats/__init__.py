@@ -23,13 +23,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from varctl.errors import InternalError, UnreadableModel, UnsupportedFormat, UsageError, VarctlError
 from varctl.formats.identify import DESCRIPTION, SUPPORTED, describe, identify, sniff
-from varctl.formats.parsed import Parsed, Rewrite
+from varctl.formats.parsed import Parsed
 from varctl.model import ModelFormat, ModelInfo
 
 if TYPE_CHECKING:
     import h5py
 
     from varctl.formats.loaded import LoadOptions
+    from varctl.formats.rewrite import Rewrite
 
 __all__ = [
     "SUPPORTED",
@@ -55,11 +56,16 @@ TAKES_CONFIG = ("weights", "sharded", "folder", "preset")
 
 
 def __getattr__(name: str) -> Any:
-    """`LoadOptions` on first use: formats/loaded.py imports what only --load needs."""
+    """`LoadOptions` and `Rewrite` on first use: formats/loaded.py imports what only --load
+    needs, formats/rewrite.py is for edits."""
     if name == "LoadOptions":
         from varctl.formats.loaded import LoadOptions
 
         return LoadOptions
+    if name == "Rewrite":
+        from varctl.formats.rewrite import Rewrite
+
+        return Rewrite
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -21,13 +21,16 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from varctl.errors import OutputError, UnreadableModel, UsageError
 from varctl.formats import _manifest, hub_files
 from varctl.formats.hub_files import CONFIG, METADATA, PREPROCESSOR, TASK, TASK_WEIGHTS, TOKENIZER
-from varctl.formats.parsed import Parsed, Rewrite
+from varctl.formats.parsed import Parsed
 from varctl.model import ModelInfo
+
+if TYPE_CHECKING:
+    from varctl.formats.rewrite import Rewrite
 
 WRITES_FOLDER = True  # the editor hands the whole output to write_folder (not a temp file)
 

@@ -44,12 +44,14 @@ from varctl.formats._layout import (
 )
 from varctl.formats._sandbox import in_child
 from varctl.formats.catalog import CONTAINER_CLASSES
-from varctl.formats.parsed import Parsed, Rewrite
+from varctl.formats.parsed import Parsed
 from varctl.formats.tree import Node, Tree, to_snake_case
 from varctl.model import ModelInfo
 
 if TYPE_CHECKING:
     import h5py
+
+    from varctl.formats.rewrite import Rewrite
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a config of a 10,000-layer model is a few MB
 MAX_MEMBERS = 100_000

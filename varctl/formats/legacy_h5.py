@@ -35,12 +35,14 @@ from varctl.formats._layout import (
 )
 from varctl.formats._manifest import Dataset
 from varctl.formats._sandbox import in_child
-from varctl.formats.parsed import Parsed, Rewrite
+from varctl.formats.parsed import Parsed
 from varctl.formats.tree import Node, Tree
 from varctl.model import Cause, Layer, ModelInfo, Variable
 
 if TYPE_CHECKING:
     import h5py
+
+    from varctl.formats.rewrite import Rewrite
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 

@@ -1,5 +1,6 @@
 """What a format reader hands back: the ModelInfo plus what an editor needs to work without
-reading the file again (the raw config and the raw weights manifest)."""
+reading the file again (the raw config and the raw weights manifest). What an editor hands a
+format's `write` is formats/rewrite.py (not imported by a read)."""
 
 from __future__ import annotations
 
@@ -29,20 +30,3 @@ class Parsed:
     @property
     def format(self) -> ModelFormat:
         return self.info.format
-
-
-@dataclass(frozen=True)
-class Rewrite:
-    """What a format's `write` changes: the edited config, the expected result, the optimizer state.
-
-    config: the edited architecture to save.
-    after: the ModelInfo that config gives over the same weights (what Keras will load).
-    slots: the remapped optimizer state (objects with source/shape/dtype/fill), or None to keep
-        the saved state as it is.
-    drop_optimizer: remove the optimizer state (and for .h5 the training config).
-    """
-
-    config: Any
-    after: ModelInfo
-    slots: tuple[Any, ...] | None = None
-    drop_optimizer: bool = False
