@@ -60,6 +60,76 @@ def find_risks(top: Config) -> list[Risk]:
     Keras's own iff keras.layers exports it, and a registered name (`pkg>Name`) is always custom.
     Nothing is imported or evaluated: this only reads names.
     """
+    # Most configs hold no risk: a quicker pass proves it (_plain_size), and only a config where
+    # it finds an object that may be one is scanned in full, for the risks and their `where`.
+    # 4,000 layers: 45 -> 17 ms; NASNetMobile: 7 -> 4 ms.
+    try:
+        size = _plain_size(top, True, {})
+    except RecursionError:  # nested past the recursion limit: the full scan is iterative
+        size = -1
+    if 0 <= size < _MAX_SCAN:
+        return []
+    return _scan_risks(top)
+
+
+def _plain_size(obj: Any, is_layer: bool, repeats: dict[str, tuple[Any, int]]) -> int:
+    """How many values `obj` holds at any depth (never fewer than _scan_risks counts), when no
+    object in it can be a risk; -1 when one may be (a serialized lambda is one here: only the full
+    scan knows whether it is inside a Lambda layer). `is_layer`: `obj` is a layer entry, or a list
+    of them. Walks what _scan_risks walks, by the same exact-type rule.
+
+    A layer config repeats the same objects in every layer (dtype policy, initializers,
+    build_config, empty kwargs): `repeats` keeps, per config key, the last value found plain and
+    its size, and an equal value (one `==`, in C) is not walked again. Equal JSON values hold the
+    same objects: the verdict and the size are the same."""
+    if type(obj) is list:
+        size = len(obj)
+        for v in obj:
+            if type(v) in _NESTED:
+                n = _plain_size(v, is_layer, repeats)
+                if n < 0:
+                    return -1
+                size += n
+        return size
+    size = len(obj)
+    cls = obj.get("class_name")
+    object_keys: frozenset[str] = _NO_KEYS
+    if type(cls) is str:
+        if _risk_of(obj, cls, is_layer, False) is not None:
+            return -1
+        object_keys = _OBJECT_KEYS  # not walked, as in _scan_risks
+        cfg = obj.get("config")
+        if type(cfg) is dict:
+            object_keys = _OBJECT_KEYS_AND_CONFIG
+            size += len(cfg)
+            for k, v in cfg.items():
+                if type(v) in _NESTED:
+                    n = _plain_size(v, True, repeats) if k in _LAYER_KEYS else _repeat_size(k, v, repeats)
+                    if n < 0:
+                        return -1
+                    size += n
+    for k, v in obj.items():
+        if type(v) in _NESTED and k not in object_keys:
+            n = _repeat_size(k, v, repeats)
+            if n < 0:
+                return -1
+            size += n
+    return size
+
+
+def _repeat_size(key: str, value: Any, repeats: dict[str, tuple[Any, int]]) -> int:
+    """_plain_size of a value that is not a layer entry, held under `key`."""
+    last = repeats.get(key)
+    if last is not None and last[0] == value:
+        return last[1]
+    size = _plain_size(value, False, repeats)
+    if size >= 0:
+        repeats[key] = (value, size)
+    return size
+
+
+def _scan_risks(top: Config) -> list[Risk]:
+    """find_risks, in full: every object visited, each risk with its `where`."""
     # Every dict and list of the config is visited (a custom class can hide at any depth), depth
     # first in config order. Only containers are pushed (scalar leaves are counted, not visited);
     # a risk's `where` is spelled out only when one is found, from linked tuples (`(name, parent)`)
@@ -122,6 +192,8 @@ def _layer_name(entry: Config, cls: str) -> str:
 _Chain = tuple[Any, "_Chain"] | None
 _NESTED = frozenset({dict, list})
 _OBJECT_KEYS = frozenset({"module", "class_name", "registered_name"})
+_OBJECT_KEYS_AND_CONFIG = _OBJECT_KEYS | {"config"}
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 def _unchain(chain: _Chain) -> list[Any]:
