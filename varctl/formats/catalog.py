@@ -7,6 +7,7 @@ variables were created). Every entry is checked against Keras itself in tests/te
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +47,11 @@ class LayerSpec:
     children: tuple[ChildSpec, ...] = ()
     # quantization.QuantSpec (a quantized or LoRA layer): Keras reorders or adds variables on load
     variant: ClassVar[bool] = False
+
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        """The variables' names, in order (computed once per spec: most are shared)."""
+        return tuple(v.name for v in self.variables)
 
 
 CONTAINER_CLASSES = frozenset({"Functional", "Sequential", "Model"})

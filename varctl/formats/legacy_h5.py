@@ -193,13 +193,22 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
         if top is None:
             top = tree.add_generic_child(tree.root, lname, lname)
         names: dict[str, list[Node]] = {}
+        # A layer's weights follow each other: its owner is looked up once (layers_4000: 2 ms),
+        # until _sublayer may grow the tree
+        owners: dict[tuple[str, bool], Node] = {}
         for wname, ds in weights:
             clean = wname.split(":")[0]  # Keras 2 files append `:0`
             path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
             layer_path, _, vname = path.rpartition("/")
-            owner = _owner(tree, top, layer_path, names)
-            if path == clean and not owner.known:  # the weight's own path, not one varctl prefixed
-                owner = _sublayer(tree, owner, layer_path)
+            own_path = path == clean  # the weight's own path, not one varctl prefixed
+            owner = owners.get((layer_path, own_path))
+            if owner is None:
+                owner = _owner(tree, top, layer_path, names)
+                if own_path and not owner.known:
+                    owner = _sublayer(tree, owner, layer_path)
+                    owners.clear()
+                else:
+                    owners[layer_path, own_path] = owner
             tree.add_variable(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 
 
