@@ -203,7 +203,9 @@ def _repeating(piece: Any, places: list[tuple[str, str, bool]]) -> dict:
 
 
 PLACES = st.lists(
-    st.tuples(st.sampled_from(["Dense", "Lambda", "TFSMLayer", "MyLayer", "Sequential"]), KEYS, st.booleans()),
+    st.tuples(
+        st.sampled_from(["Dense", "Lambda", "TFSMLayer", "MyLayer", "Sequential"]), KEYS, st.booleans()
+    ),
     min_size=1,
     max_size=6,
 )

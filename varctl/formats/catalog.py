@@ -578,8 +578,11 @@ def spec_for(class_name: str, config: Config, *, builtin: bool = True, major: in
     when varctl does not know the class."""
     if not builtin:
         return None
-    if ("lora_rank" in config or isinstance(config.get("dtype"), dict | str)) and is_variant(
-        class_name, config
+    # the class first: most layers are not quantizable (is_variant would say no after a lookup)
+    if (
+        class_name in QUANTIZABLE
+        and ("lora_rank" in config or isinstance(config.get("dtype"), (dict, str)))
+        and is_variant(class_name, config)
     ):
         from varctl.formats import quantization  # imported only for such a layer
 

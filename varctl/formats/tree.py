@@ -453,6 +453,7 @@ class Tree:
         if node.class_name in CONTAINER_CLASSES and isinstance(layers, list):
             node.spec = None
             sequential = node.class_name == "Sequential"
+            above = (*node.pointer, "config", "layers") if node.pointer is not None else None
             for i, child_entry in enumerate(layers):
                 if not isinstance(child_entry, dict):
                     raise UnreadableModel(f"layer {i} of '{node.name}' is not a config object")
@@ -468,11 +469,11 @@ class Tree:
                     name=str(cfg.get("name", f"layer_{i}")),
                     class_name=cls,
                     config=cfg,
-                    spec=self._spec(child_entry, cls, cfg),
+                    spec=spec_for(cls, cfg, builtin=is_builtin(child_entry), major=self.major),
                     parent=node,
                     flag=True if dropped else own is not False,
                     config_flag=own,
-                    pointer=(*node.pointer, "config", "layers", i) if node.pointer is not None else None,
+                    pointer=(*above, i) if above is not None else None,
                 )
                 node.list_children.append(child)
                 if child.spec is None or child.spec.children:  # else nothing below it
@@ -775,7 +776,10 @@ class Tree:
                 node = stack.pop()
                 if node.variables:
                     out.extend(self._own_in_creation_order(node))
-                stack.extend(reversed(self._tracked_children(node)))
+                # (most nodes have no attribute sublayers: their `layers` are their tracked ones)
+                stack.extend(
+                    reversed(self._tracked_children(node) if node.attr_children else node.list_children)
+                )
         seen = set(map(id, out))
         if len(seen) != len(attached) or not seen.issuperset(map(id, attached)):
             return attached  # not every variable hangs off the tree: keep the readers' order
@@ -846,38 +850,43 @@ class Tree:
                     itemsize=v.itemsize,
                 )
                 resolved[id(v)] = own[i]
-        self.order = self._weights_order([resolved.get(id(v), v) for v in self.order] if resolved else self.order)
+        self.order = self._weights_order(
+            [resolved.get(id(v), v) for v in self.order] if resolved else self.order
+        )
         nodes = everything[1:]
         self.warnings.extend(self._unknown_warnings(nodes))
         self.warnings.extend(self._shape_mismatches(nodes))
         self.warnings.extend(self._inconsistencies(everything))
         self.warnings.extend(risk_warnings(self.risks))
         # walk() lists parents before their children: positions and depths in one pass
-        position: dict[int, int] = {}  # a node's index in its parent's `layers`
-        depth: dict[int, int] = {id(self.root): -1}
+        # (nodes are hashed by identity)
+        position: dict[Node | None, int] = {}  # a node's index in its parent's `layers`
+        depth: dict[Node | None, int] = {self.root: -1}
         for n in everything:
             for i, c in enumerate(n.list_children):
                 if c.parent is n:
-                    position.setdefault(id(c), i)
+                    position.setdefault(c, i)
         layers = []
         for n in nodes:
             parent = n.parent
-            d = depth.get(id(parent))
-            depth[id(n)] = d = d + 1 if d is not None else n.depth
+            d = depth.get(parent)
+            depth[n] = d = d + 1 if d is not None else n.depth
+            # Layer(path, name, class_name, flag, config_flag, editable, depth, parent, known,
+            # pointer, index, attr): positional, 4,000 layers ~2 ms sooner than by keyword
             layers.append(
                 Layer(
-                    path=n.path,
-                    name=n.name,
-                    class_name=n.class_name,
-                    flag=n.flag,
-                    config_flag=n.config_flag,
-                    editable=n.pointer is not None,
-                    depth=d,
-                    parent=parent.path or None if parent is not None else None,
-                    known=n.known,
-                    pointer=n.pointer,
-                    attr=n.attr,
-                    index=position.get(id(n)),
+                    n.path,
+                    n.name,
+                    n.class_name,
+                    n.flag,
+                    n.config_flag,
+                    n.pointer is not None,
+                    d,
+                    parent.path or None if parent is not None else None,
+                    n.known,
+                    n.pointer,
+                    position.get(n),
+                    n.attr,
                 )
             )
         info = ModelInfo(
