@@ -188,6 +188,7 @@ def _sublayer(tree: Tree, owner: Node, layer_path: str) -> Node:
 
 def _attach(tree: Tree, manifest: Manifest) -> None:
     tops = {n.name: n for n in tree.root.list_children}
+    add = tree.add_variable
     for lname, weights in manifest.groups:
         top = tops.get(lname)
         if top is None:
@@ -209,7 +210,7 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
                     owners.clear()
                 else:
                     owners[layer_path, own_path] = owner
-            tree.add_variable(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
+            add(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 
 
 def _open(path: str) -> h5py.File:

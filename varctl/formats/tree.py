@@ -776,10 +776,10 @@ class Tree:
                 node = stack.pop()
                 if node.variables:
                     out.extend(self._own_in_creation_order(node))
-                # (most nodes have no attribute sublayers: their `layers` are their tracked ones)
-                stack.extend(
-                    reversed(self._tracked_children(node) if node.attr_children else node.list_children)
-                )
+                if node.attr_children:
+                    stack.extend(reversed(self._tracked_children(node)))
+                elif node.list_children:  # (most nodes have no sublayers at all)
+                    stack.extend(reversed(node.list_children))
         seen = set(map(id, out))
         if len(seen) != len(attached) or not seen.issuperset(map(id, attached)):
             return attached  # not every variable hangs off the tree: keep the readers' order
