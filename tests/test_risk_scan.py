@@ -3,8 +3,9 @@ risks, in the same order, with the same `where`, and the same refusal past the n
 
 find_risks skips scalar leaves and spells out `where` only for a risk; the reference builds
 everything for every node. find_risks first proves most configs plain (tree._plain_size, which
-walks a value repeated under the same key once): the tests below also check that proof against
-the reference, on configs whose layers repeat the same values in every context. Configs are generated (hypothesis) from the pieces that decide a risk:
+walks a value repeated under the same key once, and a Keras tensor reference in one step): the
+tests below also check that proof against the reference, on configs whose layers repeat the same
+values in every context, with tensor references as Keras writes them and not. Configs are generated (hypothesis) from the pieces that decide a risk:
 layer entries under each key that holds layers, Lambda-like layers, serialized lambdas, custom
 and registered classes, objects with and without a `module` (Keras 3 and legacy configs), odd
 `class_name` and `config` values, lists and dicts at any depth.
@@ -131,10 +132,32 @@ def _objects(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     )
 
 
+def _tensors(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Keras 3 tensor references (`__keras_tensor__`, which _plain_size reads in one step), as
+    Keras writes them and not: other contents, other keys, objects hidden in their lists."""
+
+    def build(shape: Any, dtype: Any, history: Any, more: dict, extra: dict) -> dict:
+        config = {"shape": shape, "dtype": dtype, "keras_history": history, **more}
+        return {"class_name": "__keras_tensor__", "config": config, **extra}
+
+    part = st.one_of(st.lists(SCALARS, max_size=3), st.lists(children, max_size=3), children)
+    return st.builds(
+        build,
+        part,
+        st.one_of(st.just("float32"), children),
+        part,
+        st.dictionaries(KEYS, children, max_size=1),
+        st.dictionaries(KEYS, children, max_size=1),
+    )
+
+
 CONFIGS = st.recursive(
     SCALARS,
     lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4), _objects(children)
+        st.lists(children, max_size=4),
+        st.dictionaries(KEYS, children, max_size=4),
+        _objects(children),
+        _tensors(children),
     ),
     max_leaves=40,
 )
@@ -252,3 +275,23 @@ def test_nested_past_the_recursion_limit(inner: dict) -> None:
         top = {"units": [top]}
     top = {"module": "keras", "class_name": "Functional", "config": {"name": "m", "x": top}}
     assert tree.find_risks(top) == reference(top)
+
+
+def test_an_object_inside_a_tensor_reference_is_found():
+    """A tensor reference is read in one step only when its lists hold scalars alone."""
+
+    def model(history: list) -> dict:
+        tensor = {
+            "class_name": "__keras_tensor__",
+            "config": {"shape": [None, 4], "dtype": "float32", "keras_history": history},
+        }
+        dense = {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d"}}
+        dense["inbound_nodes"] = [{"args": [tensor], "kwargs": {}}]
+        return {"module": "keras", "class_name": "Functional", "config": {"name": "m", "layers": [dense]}}
+
+    plain = model(["in", 0, 0])
+    assert tree._tensor_size(plain["config"]["layers"][0]["inbound_nodes"][0]["args"][0]) == 10
+    assert tree.find_risks(plain) == reference(plain) == []
+    hostile = model(["in", 0, {"module": "evil", "class_name": "Evil", "config": {}}])
+    assert tree._tensor_size(hostile["config"]["layers"][0]["inbound_nodes"][0]["args"][0]) == -1
+    assert tree.find_risks(hostile) == reference(hostile) != []

@@ -92,8 +92,10 @@ def _plain_size(obj: Any, is_layer: bool, repeats: dict[str, tuple[Any, int]]) -
                     return -1
                 size += n
         return size
-    size = len(obj)
     cls = obj.get("class_name")
+    if cls == "__keras_tensor__" and (size := _tensor_size(obj)) >= 0:
+        return size
+    size = len(obj)
     object_keys: frozenset[str] = _NO_KEYS
     if type(cls) is str:
         if _risk_of(obj, cls, is_layer, False) is not None:
@@ -116,6 +118,22 @@ def _plain_size(obj: Any, is_layer: bool, repeats: dict[str, tuple[Any, int]]) -
                 return -1
             size += n
     return size
+
+
+def _tensor_size(obj: Config) -> int:
+    """_plain_size of a Keras 3 tensor reference as Keras writes it, the config's most common object
+    (a layer's inputs in `inbound_nodes`), in one step: `{"class_name": "__keras_tensor__",
+    "config": {"shape": [...], "dtype": "...", "keras_history": [...]}}`, lists of scalars only.
+    -1 when it is anything else (then walked as any object). NASNetMobile: 4.2 -> 3.8 ms."""
+    cfg = obj.get("config")
+    if len(obj) != 2 or type(cfg) is not dict or len(cfg) != 3 or type(cfg.get("dtype")) is not str:
+        return -1
+    shape, history = cfg.get("shape"), cfg.get("keras_history")
+    if type(shape) is not list or type(history) is not list:
+        return -1
+    if not (_NESTED.isdisjoint(map(type, shape)) and _NESTED.isdisjoint(map(type, history))):
+        return -1
+    return 5 + len(shape) + len(history)
 
 
 def _repeat_size(key: str, value: Any, repeats: dict[str, tuple[Any, int]]) -> int:
