@@ -484,7 +484,7 @@ class Tree:
                 own = _flag(cfg)
                 dropped = cls == "Sequential" or (self.major == 2 and cls in CONTAINER_CLASSES)
                 child = Node(
-                    name=str(cfg.get("name", f"layer_{i}")),
+                    name=str(cfg["name"]) if "name" in cfg else f"layer_{i}",
                     class_name=cls,
                     config=cfg,
                     spec=spec_for(cls, cfg, builtin=is_builtin(child_entry), major=self.major),
@@ -848,6 +848,8 @@ class Tree:
         plain = self.root.flag and self.major != 2
         for node in everything:
             own = node.variables
+            if not own:
+                continue
             kept = plain and node.flag
             for i, v in enumerate(own):
                 if kept and (v.cause is Cause.NATURE or (v.cause is Cause.TRAINABLE and v.detail is None)):
