@@ -322,7 +322,7 @@ class _Walker:
             self._own_variables(node, vars_group, f"{prefix}vars")
         names = _manifest.member_names(group)
         if names == _VARS_ONLY and not node.list_children and not node.attr_children:
-            return  # a plain layer (most are): nothing below it (4,000 layers: 2 ms)
+            return  # a plain layer (most are): nothing below it (4,000 layers: 26.2 -> 24.5 ms)
         if node.list_children or (node.class_name in CONTAINER_CLASSES and node.spec is None and node.known):
             layers_group = _manifest.get_group(group, "layers")
             self._container(node, layers_group, f"{prefix}layers/")
