@@ -248,6 +248,33 @@ def test_the_columns_carry_no_callable():
     ]  # fmt: skip
 
 
+def test_variable_and_layer_init_is_the_generated_one():
+    """Variable and Layer fill their __dict__ at once instead of the frozen dataclass's __init__:
+    the same parameters, in field order, with the fields' defaults, and the same instances."""
+    import dataclasses
+    import inspect
+
+    for kind in (Variable, Layer):
+        params = list(inspect.signature(kind.__init__).parameters.values())[1:]
+        fields = dataclasses.fields(kind)
+        assert [p.name for p in params] == [f.name for f in fields]
+        assert [p.default for p in params] == [
+            inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in fields
+        ]
+        assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    info = _info(random.Random(8), 30)
+    for item in (*info.variables, *info.layers):
+        made = type(item)(**item.__dict__)
+        assert made == item and list(made.__dict__) == [f.name for f in dataclasses.fields(item)]
+        assert dataclasses.replace(item) == item and hash(made) == hash(item)
+        try:
+            made.name = "x"  # type: ignore[misc]
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError("no longer frozen")
+
+
 # -- Selector ------------------------------------------------------------------------------------
 
 

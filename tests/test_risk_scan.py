@@ -2,7 +2,10 @@
 risks, in the same order, with the same `where`, and the same refusal past the node limit.
 
 find_risks skips scalar leaves and spells out `where` only for a risk; the reference builds
-everything for every node. Configs are generated (hypothesis) from the pieces that decide a risk:
+everything for every node. find_risks first proves most configs plain (tree._plain_size, which
+walks a value repeated under the same key once, and a Keras tensor reference in one step): the
+tests below also check that proof against the reference, on configs whose layers repeat the same
+values in every context, with tensor references as Keras writes them and not. Configs are generated (hypothesis) from the pieces that decide a risk:
 layer entries under each key that holds layers, Lambda-like layers, serialized lambdas, custom
 and registered classes, objects with and without a `module` (Keras 3 and legacy configs), odd
 `class_name` and `config` values, lists and dicts at any depth.
@@ -10,6 +13,8 @@ and registered classes, objects with and without a `module` (Keras 3 and legacy 
 
 from __future__ import annotations
 
+import copy
+import sys
 from typing import Any
 
 import pytest
@@ -127,10 +132,32 @@ def _objects(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     )
 
 
+def _tensors(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Keras 3 tensor references (`__keras_tensor__`, which _plain_size reads in one step), as
+    Keras writes them and not: other contents, other keys, objects hidden in their lists."""
+
+    def build(shape: Any, dtype: Any, history: Any, more: dict, extra: dict) -> dict:
+        config = {"shape": shape, "dtype": dtype, "keras_history": history, **more}
+        return {"class_name": "__keras_tensor__", "config": config, **extra}
+
+    part = st.one_of(st.lists(SCALARS, max_size=3), st.lists(children, max_size=3), children)
+    return st.builds(
+        build,
+        part,
+        st.one_of(st.just("float32"), children),
+        part,
+        st.dictionaries(KEYS, children, max_size=1),
+        st.dictionaries(KEYS, children, max_size=1),
+    )
+
+
 CONFIGS = st.recursive(
     SCALARS,
     lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4), _objects(children)
+        st.lists(children, max_size=4),
+        st.dictionaries(KEYS, children, max_size=4),
+        _objects(children),
+        _tensors(children),
     ),
     max_leaves=40,
 )
@@ -168,3 +195,103 @@ def test_same_risks_on_sample_configs(name: str) -> None:
 
     config = json.loads(zipfile.ZipFile(SAMPLES / name).read("config.json"))
     assert tree.find_risks(config) == reference(config)
+
+
+def _refused(top: Any, limit: int) -> bool:
+    try:
+        reference(top, limit)
+    except UnreadableModel:
+        return True
+    return False
+
+
+@conftest_fuzz_settings(300)
+@given(_objects(CONFIGS))
+def test_a_plain_config_is_plain_for_the_reference(top: dict) -> None:
+    """_plain_size says "plain" only for a config without risks, and bounds the nodes counted."""
+    size = tree._plain_size(top, True, {})
+    if size >= 0:
+        assert reference(top) == []
+        assert not _refused(top, size + 1)
+
+
+def _repeating(piece: Any, places: list[tuple[str, str, bool]]) -> dict:
+    """A model whose layers hold copies of `piece` under config keys and entry keys."""
+    layers = []
+    for i, (cls, key, in_entry) in enumerate(places):
+        entry: dict[str, Any] = {"module": "keras.layers", "class_name": cls, "config": {"name": f"l{i}"}}
+        (entry if in_entry else entry["config"])[key] = copy.deepcopy(piece)
+        layers.append(entry)
+    return {"module": "keras", "class_name": "Functional", "config": {"name": "m", "layers": layers}}
+
+
+PLACES = st.lists(
+    st.tuples(
+        st.sampled_from(["Dense", "Lambda", "TFSMLayer", "MyLayer", "Sequential"]), KEYS, st.booleans()
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@conftest_fuzz_settings(300)
+@given(CONFIGS, PLACES)
+def test_a_repeated_value_is_judged_where_it_is(piece: Any, places: list[tuple[str, str, bool]]) -> None:
+    """The same value in a Lambda layer and outside it, as a layer and as an attribute."""
+    top = _repeating(piece, places)
+    assert tree.find_risks(top) == reference(top)
+    size = tree._plain_size(top, True, {})
+    if size >= 0:
+        assert reference(top) == [] and not _refused(top, size + 1)
+
+
+@conftest_fuzz_settings(100)
+@given(CONFIGS, PLACES, st.integers(1, 80))
+def test_a_repeated_value_is_refused_past_the_node_limit(
+    piece: Any, places: list[tuple[str, str, bool]], limit: int
+) -> None:
+    top = _repeating(piece, places)
+    expected: Any
+    try:
+        expected = reference(top, limit)
+    except UnreadableModel as e:
+        expected = str(e)
+    saved = tree._MAX_SCAN
+    tree._MAX_SCAN = limit
+    try:
+        got: Any = tree.find_risks(top)
+    except UnreadableModel as e:
+        got = str(e)
+    finally:
+        tree._MAX_SCAN = saved
+    assert got == expected
+
+
+@pytest.mark.parametrize("inner", [{"class_name": "MyLayer"}, {"class_name": "Dense", "module": "keras"}])
+def test_nested_past_the_recursion_limit(inner: dict) -> None:
+    """_plain_size recurses; a config nested deeper than Python's limit is scanned in full."""
+    top: Any = inner
+    for _ in range(sys.getrecursionlimit() + 100):
+        top = {"units": [top]}
+    top = {"module": "keras", "class_name": "Functional", "config": {"name": "m", "x": top}}
+    assert tree.find_risks(top) == reference(top)
+
+
+def test_an_object_inside_a_tensor_reference_is_found():
+    """A tensor reference is read in one step only when its lists hold scalars alone."""
+
+    def model(history: list) -> dict:
+        tensor = {
+            "class_name": "__keras_tensor__",
+            "config": {"shape": [None, 4], "dtype": "float32", "keras_history": history},
+        }
+        dense = {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d"}}
+        dense["inbound_nodes"] = [{"args": [tensor], "kwargs": {}}]
+        return {"module": "keras", "class_name": "Functional", "config": {"name": "m", "layers": [dense]}}
+
+    plain = model(["in", 0, 0])
+    assert tree._tensor_size(plain["config"]["layers"][0]["inbound_nodes"][0]["args"][0]) == 10
+    assert tree.find_risks(plain) == reference(plain) == []
+    hostile = model(["in", 0, {"module": "evil", "class_name": "Evil", "config": {}}])
+    assert tree._tensor_size(hostile["config"]["layers"][0]["inbound_nodes"][0]["args"][0]) == -1
+    assert tree.find_risks(hostile) == reference(hostile) != []

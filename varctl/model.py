@@ -71,6 +71,36 @@ class Variable:
     quantization: str | None = None  # its layer's mode: int8, int4, float8, gptq, awq, lora, int8+lora
     logical_params: int | None = None  # packed int4: the weights it holds (params counts stored elements)
 
+    # The generated __init__ of a frozen dataclass sets each field through object.__setattr__: the
+    # 8,000 variables of layers_4000 took 13.6 ms to make, 6.3 ms filled in directly. Same signature
+    # as the generated one (tests/test_fast_paths.py checks it against the fields).
+    def __init__(
+        self,
+        path: str,
+        layer: str,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        cause: Cause,
+        detail: str | None,
+        storage: str,
+        itemsize: int = 4,
+        quantization: str | None = None,
+        logical_params: int | None = None,
+    ) -> None:
+        d = self.__dict__  # item by item: the instances keep sharing one key table
+        d["path"] = path
+        d["layer"] = layer
+        d["name"] = name
+        d["shape"] = shape
+        d["dtype"] = dtype
+        d["cause"] = cause
+        d["detail"] = detail
+        d["storage"] = storage
+        d["itemsize"] = itemsize
+        d["quantization"] = quantization
+        d["logical_params"] = logical_params
+
     @property
     def trainable(self) -> bool | None:
         """Effective: in model.trainable_variables after Keras loads the file (None: unknown)."""
@@ -148,6 +178,38 @@ class Layer:
     index: int | None = None  # position in its container's `layers` (model.layers order)
     attr: str | None = None  # for a sublayer held in an attribute: the attribute's name
     quantization: str | None = None  # int8, int4, float8, gptq, awq, lora, int8+lora (None: plain)
+
+    # As Variable's: 4,000 layers took 7.6 ms to make with the generated __init__, 3.5 ms so.
+    def __init__(
+        self,
+        path: str,
+        name: str,
+        class_name: str,
+        flag: bool,
+        config_flag: bool | None,
+        editable: bool,
+        depth: int,
+        parent: str | None,
+        known: bool = True,
+        pointer: tuple[str | int, ...] | None = None,
+        index: int | None = None,
+        attr: str | None = None,
+        quantization: str | None = None,
+    ) -> None:
+        d = self.__dict__  # item by item: the instances keep sharing one key table
+        d["path"] = path
+        d["name"] = name
+        d["class_name"] = class_name
+        d["flag"] = flag
+        d["config_flag"] = config_flag
+        d["editable"] = editable
+        d["depth"] = depth
+        d["parent"] = parent
+        d["known"] = known
+        d["pointer"] = pointer
+        d["index"] = index
+        d["attr"] = attr
+        d["quantization"] = quantization
 
 
 class Risk(NamedTuple):  # not a frozen dataclass: the same record, ~0.4 ms less at import

@@ -7,6 +7,7 @@ variables were created). Every entry is checked against Keras itself in tests/te
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +47,11 @@ class LayerSpec:
     children: tuple[ChildSpec, ...] = ()
     # quantization.QuantSpec (a quantized or LoRA layer): Keras reorders or adds variables on load
     variant: ClassVar[bool] = False
+
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        """The variables' names, in order (computed once per spec: most are shared)."""
+        return tuple(v.name for v in self.variables)
 
 
 CONTAINER_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -572,8 +578,11 @@ def spec_for(class_name: str, config: Config, *, builtin: bool = True, major: in
     when varctl does not know the class."""
     if not builtin:
         return None
-    if ("lora_rank" in config or isinstance(config.get("dtype"), dict | str)) and is_variant(
-        class_name, config
+    # the class first: most layers are not quantizable (is_variant would say no after a lookup)
+    if (
+        class_name in QUANTIZABLE
+        and ("lora_rank" in config or isinstance(config.get("dtype"), (dict, str)))
+        and is_variant(class_name, config)
     ):
         from varctl.formats import quantization  # imported only for such a layer
 
