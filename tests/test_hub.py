@@ -551,3 +551,21 @@ def test_lora_and_sharded_inputs_are_read_only(hub_files, tmp_path):
     result = _cli("freeze", index, "--all", "-o", str(tmp_path / "x"), code=3)
     assert "sharded weights" in result.output and "load_weights" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_holds_hub_entry_finds_keras_hub_objects_at_any_depth_of_the_layer_lists():
+    """keras_zip.walk skips formats/hub.py (and its tables) when this says no: it must see every
+    entry hub.expand looks at, the top model and the layers of nested models."""
+    from varctl.formats.catalog import holds_hub_entry
+
+    def model(*layers, cls="Functional"):
+        return {"class_name": cls, "module": "keras.src.models", "config": {"layers": list(layers)}}
+
+    dense = {"class_name": "Dense", "module": "keras.layers", "config": {"name": "d"}}
+    hub_layer = {"class_name": "PositionEmbedding", "module": "keras_hub.src.layers", "config": {}}
+    registered = {"class_name": "BertBackbone", "registered_name": "keras_hub>BertBackbone", "config": {}}
+    assert not holds_hub_entry(model(dense, model(dense, cls="Sequential")))
+    assert holds_hub_entry(model(dense, model(dense, model(hub_layer), cls="Sequential")))
+    assert holds_hub_entry(model(registered))
+    assert holds_hub_entry({**hub_layer, "module": "keras_hub.src.models.bert"})
+    assert not holds_hub_entry(["not", "a", "model"])

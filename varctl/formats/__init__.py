@@ -247,6 +247,7 @@ def preload() -> None:
     from varctl.formats import (  # noqa: F401
         checkpoint,
         folder,
+        hub,  # imported by keras_zip for a model that holds keras-hub objects
         keras_zip,
         legacy_h5,
         lora,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from varctl.formats.catalog import KERAS_LAYER_CLASSES, VarSpec
+from varctl.formats.catalog import KERAS_LAYER_CLASSES, VarSpec, is_hub_entry
 from varctl.formats.catalog import spec_for as keras_spec_for
 
 Config = dict[str, Any]
@@ -247,16 +247,6 @@ def hub_classes() -> list[str]:
 
 
 # -- keras-hub models (Backbone / Task subclasses) --------------------------------------------------
-
-
-def is_hub_entry(entry: Any) -> bool:
-    """A serialized object from keras-hub (its module or registered name says so)."""
-    if not isinstance(entry, dict):
-        return False
-    module, registered = entry.get("module"), entry.get("registered_name")
-    return (isinstance(module, str) and module.startswith("keras_hub")) or (
-        isinstance(registered, str) and registered.startswith("keras_hub>")
-    )
 
 
 def is_hub_model(entry: Any) -> bool:

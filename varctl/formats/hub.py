@@ -16,14 +16,13 @@ from typing import Any
 
 from varctl.errors import UnsafeFile
 from varctl.formats import _h5safe, _manifest
-from varctl.formats.catalog import LayerSpec, class_and_config
+from varctl.formats.catalog import LayerSpec, class_and_config, is_hub_entry
 from varctl.formats.catalog import spec_for as keras_spec_for
 from varctl.formats.catalog_hub import (
     HUB_LAYERS,
     class_from_group,
     flag_reaches_layers,
     is_backbone_entry,
-    is_hub_entry,
     is_hub_model,
     layer_order_key,
     variables_for,

@@ -307,7 +307,7 @@ def require_keras_hub(path: str, kind: str) -> None:
 
 
 def _hub_classes(config: Any) -> set[str]:
-    from varctl.formats.catalog_hub import is_hub_entry
+    from varctl.formats.catalog import is_hub_entry
 
     found: set[str] = set()
     stack = [config]

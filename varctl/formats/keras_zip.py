@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from varctl import safe_write
 from varctl.errors import UnreadableModel, UnsafeFile, UnsupportedFormat
-from varctl.formats import _h5safe, _manifest, hdf5meta, hub
+from varctl.formats import _h5safe, _manifest, hdf5meta
 from varctl.formats._layout import (
     CONFIG_MEMBER,
     METADATA_MEMBER,
@@ -43,7 +43,7 @@ from varctl.formats._layout import (
     parse_json,
 )
 from varctl.formats._sandbox import in_child
-from varctl.formats.catalog import CONTAINER_CLASSES
+from varctl.formats.catalog import CONTAINER_CLASSES, holds_hub_entry
 from varctl.formats.parsed import Parsed
 from varctl.formats.tree import Node, Tree, to_snake_case
 from varctl.model import ModelInfo
@@ -289,6 +289,11 @@ def interpret(config: Any, manifest: Manifest, source: str) -> ModelInfo:
 
 def walk(tree: Tree, config: Any, weights: _manifest.Group) -> None:
     """Attach the scanned weights to `tree` (keras-hub models get their layers from them first)."""
+    if not holds_hub_entry(config):  # most models: no keras-hub object, no formats/hub.py import
+        _Walker(tree).walk(tree.root, weights, "")
+        return
+    from varctl.formats import hub
+
     hub_models = hub.expand(tree, config, weights)
     _Walker(tree).walk(tree.root, weights, "")
     hub.reorder(tree, hub_models)
