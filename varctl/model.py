@@ -55,7 +55,7 @@ class Cause(_Word):
     UNKNOWN = "unknown"  # the file does not say
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)  # its own __init__, below
 class Variable:
     """One saved variable, named like Keras's layer hierarchy: `base/conv1/kernel`."""
 
@@ -73,7 +73,8 @@ class Variable:
 
     # The generated __init__ of a frozen dataclass sets each field through object.__setattr__: the
     # 8,000 variables of layers_4000 took 13.6 ms to make, 6.3 ms filled in directly. Same signature
-    # as the generated one (tests/test_fast_paths.py checks it against the fields).
+    # as the generated one (tests/test_fast_paths.py checks it against the fields); init=False
+    # also spares compiling the generated one at import.
     def __init__(
         self,
         path: str,
@@ -161,7 +162,7 @@ def reason_text(cause: Cause, detail: str | None) -> str | None:
     return f"unknown: {detail}" if detail else "unknown"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)  # its own __init__, below
 class Layer:
     """One layer of the saved model (including nested models and sublayers without config)."""
 
