@@ -75,10 +75,9 @@ _IEEE = {2: (15, 10, 5, 10, 15), 4: (31, 23, 8, 23, 127), 8: (63, 52, 11, 52, 10
 _FLOAT = {2: "e", 4: "f", 8: "d"}
 
 
-# The header memo's view of a header (File._header_bytes): the key of its patterns (messages, size,
-# continuation block size, first message's type and size), the bytes, where the 2nd block is, its size.
-_Shape = tuple[int, int, int, bytes]
-_Probe = tuple[_Shape, bytes, int, int]
+# The header memo's view of a header (File._header_hit): the key of its patterns, its bytes, where
+# its second block is (or -1) and that block's size.
+_Probe = tuple[bytes, bytes, int, int]
 
 
 class HDF5MetaError(Exception):
@@ -241,7 +240,7 @@ class File:
         self._spaces: dict[bytes, _Space] = {}
         # Whole headers by their bytes less a few fields, per (messages, size, continuation size):
         # [(where the key's bytes are, where the address field is, {key: (header, moved values)})].
-        self._header_memo: dict[_Shape, list[tuple[list[tuple[int, int]], int, dict[bytes, Any]]]] = {}
+        self._header_memo: dict[bytes, list[tuple[list[tuple[int, int]], int, dict[bytes, Any]]]] = {}
         self._header_memo_left = _HEADER_MEMO_ENTRIES
         self._nodes_left = MAX_BTREE_NODES
         self._nodes_seen: set[int] = set()
@@ -343,11 +342,11 @@ class File:
                 raise OutsideSubset("version 2 object header")
             raise Malformed(f"object header version {version} at {addr:#x}")
         # (a lone message, a plain group's symbol table, parses faster than the memo finds it)
-        probe = self._header_bytes(addr, at, nmsgs, size) if nmsgs > 1 else None
-        if probe is not None:
-            hdr = self._header_hit(addr, *probe)
-            if hdr is not None:
-                return hdr
+        probe = None
+        if nmsgs > 1:
+            found, probe = self._header_hit(addr, at, size)
+            if found is not None:
+                return found
         hdr = _Header()
         seen_types: set[int] = set()
         blocks = self._messages(hdr, seen_types, addr, nmsgs, size)
@@ -379,30 +378,30 @@ class File:
     # _HEADER_MEMO_ENTRIES of them in all, a few patterns (hole sets) per header size.
     # layers_4000.keras: 16,000 headers, 4 parsed in full: 76 ms -> ~20 ms (NASNetMobile 11 -> 4).
 
-    def _header_bytes(self, addr: int, at: int, nmsgs: int, size: int) -> _Probe | None:
-        """The bytes the memo knows the header at `addr` by: its prefix and first block, then, when
-        that block is one continuation message, the block it leads to (the window address of that
-        block, or -1, and its length); first, the key of the memo's patterns for such headers.
-        None: the header is parsed in full, and not memoized."""
+    def _header_hit(self, addr: int, at: int, size: int) -> tuple[_Header | None, _Probe | None]:
+        """(the memoized header that the header at `addr` matches, its holes read and checked for
+        `addr`; None on a miss), and on a miss what _header_remember needs (None: not memoizable).
+
+        The memo knows a header by its bytes: its prefix and first block, then, when that block is
+        one continuation message, the block it leads to. The header's first 20 bytes (prefix, first
+        message's type and size: a kernel's header and a bias's differ there) and, for two blocks,
+        the second one's size and first message choose the patterns (hole sets) to try."""
         if size > _HEADER_MEMO_BYTES or addr + 16 + size > self._len:
-            return None
+            return None, None
         buf, cont = self._buf, self._addr_len
         raw = buf[at : at + 16 + size]
         if type(raw) is not bytes:  # (an mmap's slice is bytes already: not copied twice)
             raw = bytes(raw)
-        # (the first message's type and size tell a kernel's header from a bias's: one pattern each)
-        if size != 8 + cont.size or _MSG.unpack_from(raw, 16)[:2] != (_CONTINUATION, cont.size):
-            return (nmsgs, size, 0, raw[16:20]), raw, -1, 0
-        block, length = cont.unpack_from(raw, 24)
-        overlaps = block < addr + 16 + size and block + length > addr  # (a loop, when it is the block)
-        if length > _HEADER_MEMO_BYTES or block + length > self._len or overlaps:
-            return None  # out of bounds or overlapping: left to the full parse (which refuses it)
-        raw += bytes(buf[self._base + block : self._base + block + length])
-        return (nmsgs, size, length, raw[16 + size : 20 + size]), raw, block, length
-
-    def _header_hit(self, addr: int, shape: _Shape, raw: bytes, block: int, length: int) -> _Header | None:
-        """The memoized header that the header at `addr` (`raw`, see _header_bytes) matches, its
-        holes read and checked for `addr`; None when none matches."""
+        block, length = -1, 0
+        shape = raw[:20]
+        if size == 8 + cont.size and _MSG.unpack_from(raw, 16)[:2] == (_CONTINUATION, cont.size):
+            block, length = cont.unpack_from(raw, 24)
+            overlaps = block < addr + 16 + size and block + length > addr  # (a loop, if it is the block)
+            if length > _HEADER_MEMO_BYTES or block + length > self._len or overlaps:
+                return None, None  # out of bounds or overlapping: the full parse refuses it
+            raw += bytes(buf[self._base + block : self._base + block + length])
+            shape += raw[24 + self._osz : 24 + cont.size] + raw[16 + size : 20 + size]
+        probe = (shape, raw, block, length)
         for segments, var_at, memo in self._header_memo.get(shape, ()):
             if len(segments) == 2:  # one hole (a dataset's address): the common case, sliced inline
                 found = memo.get(raw[: segments[0][1]] + raw[segments[1][0] :])
@@ -421,19 +420,19 @@ class File:
                         attrs[name] = _Attr(
                             a.type, a.space, addr + off if off < first else block + off - first
                         )
-                return hdr
+                return hdr, None
             (address,) = self._O.unpack_from(raw, var_at)  # the data (or chunk index) address
             if (address != self._undef) != template.storage_allocated:
-                return None  # allocated in one, not the other: parsed in full
+                return None, probe  # allocated in one, not the other: parsed in full
             if template.layout == "contiguous" and template.storage_allocated:
                 self._check(address, template.storage_size)  # as _layout does
-            return template  # shared: nothing else in a dataset's header depends on where it is
-        return None
+            return template, None  # shared: nothing else in a dataset's header depends on where it is
+        return None, probe
 
     def _header_remember(
-        self, addr: int, hdr: _Header, shape: _Shape, raw: bytes, block: int, length: int
+        self, addr: int, hdr: _Header, shape: bytes, raw: bytes, block: int, length: int
     ) -> None:
-        """Memoize `hdr`, just parsed in full from `raw` (see _header_bytes) at `addr`."""
+        """Memoize `hdr`, just parsed in full from `raw` (see _header_hit) at `addr`."""
         if self._header_memo_left <= 0 or hdr.varying is None:
             return
         first = len(raw) - length
