@@ -230,3 +230,20 @@ def test_weight_meta_is_dataset_at_then_dataset_meta(legacy, path):
         except hm.HDF5MetaError as e:
             got = type(e)
     assert got == want
+
+
+def test_plain_group_fast_path_checks_as_a_full_parse(twins):
+    """A group header of one symbol table message is read directly: a shared message is still
+    refused, and any other message of that size still goes through the full parse."""
+    data = twins.read_bytes()
+    with hm.open(data) as f:
+        root = f.root.addr
+        assert f._header(root).attrs == {} and struct.unpack_from("<HH", data, root + 16) == (0x11, 16)
+    shared = bytearray(data)
+    shared[root + 16 + 4] |= 0x02  # the message's flags: shared
+    with pytest.raises(hm.OutsideSubset, match="shared"):
+        walk_everything(bytes(shared))
+    other = bytearray(data)
+    other[root + 16 : root + 18] = struct.pack("<H", 0x0)  # a NIL message of that size
+    with pytest.raises(hm.OutsideSubset, match="neither"):
+        walk_everything(bytes(other))

@@ -341,6 +341,10 @@ class File:
             if self._buf[at : at + 4] == b"OHDR":
                 raise OutsideSubset("version 2 object header")
             raise Malformed(f"object header version {version} at {addr:#x}")
+        if nmsgs == 1 and size == 8 + self._symtab.size:
+            plain = self._plain_group(addr, at)
+            if plain is not None:
+                return plain
         # (a lone message, a plain group's symbol table, parses faster than the memo finds it)
         probe = None
         if nmsgs > 1:
@@ -363,6 +367,20 @@ class File:
             raise OutsideSubset("object is neither an old-style group nor a dataset")
         if probe is not None and blocks == (1 if probe[2] < 0 else 2):
             self._header_remember(addr, hdr, *probe)
+        return hdr
+
+    def _plain_group(self, addr: int, at: int) -> _Header | None:
+        """The header of a group without attributes as h5py writes it (one block, its one message
+        the symbol table), checked as _messages checks it; None for any other header of that size.
+        Half the groups of a Keras file (layers_4000: 4,000 per file) are such: 1.4 -> 0.6 us each."""
+        if addr + 16 + 8 + self._symtab.size > self._len:
+            return None  # (_messages refuses it)
+        mtype, msize, mflags = _MSG.unpack_from(self._buf, at + 16)
+        if mtype != _SYMBOL_TABLE or msize != self._symtab.size or mflags & 0x02:
+            return None
+        hdr = _Header()
+        hdr.symtab = self._symtab.unpack_from(self._buf, at + 24)
+        hdr.varying = addr + 24
         return hdr
 
     # A memo of whole object headers. In a Keras file, the datasets of one shape and dtype have the
@@ -1258,7 +1276,11 @@ class _HeapNames(dict[int, bytes]):
         self.links: dict[tuple[Any, ...], list[bytes]] = {}  # File._small_group's memo
 
     def __missing__(self, offset: int) -> bytes:
-        name = self[offset] = _heap_name(self.heap, offset)
+        heap = self.heap
+        end = heap.find(b"\0", offset)
+        if offset >= len(heap) or end < 0:
+            raise Malformed("name outside the local heap")
+        name = self[offset] = heap[offset:end]
         return name
 
 
@@ -1272,13 +1294,6 @@ def _snod_struct(osz: int, count: int) -> struct.Struct:
 def _node_struct(lsz: int, osz: int, used: int) -> struct.Struct:
     """A group B-tree node's keys and children: key 0, child 0, ..., child used-1, key used."""
     return struct.Struct("<" + (_INT[lsz] + _INT[osz]) * used + _INT[lsz])
-
-
-def _heap_name(heap: bytes, offset: int) -> bytes:
-    end = heap.find(b"\0", offset)
-    if offset >= len(heap) or end < 0:
-        raise Malformed("name outside the local heap")
-    return heap[offset:end]
 
 
 def _text(raw: bytes) -> str:
