@@ -979,6 +979,8 @@ class File:
             names = _HeapNames(heap)
             if size <= _HEAP_MEMO_BYTES and len(self._heap_memo) < _MEMO_ENTRIES:
                 self._heap_memo[key] = names
+        else:
+            names.shared = True
         self._heaps[addr] = names
         return names
 
@@ -1117,16 +1119,18 @@ class File:
         signatures, visited). With the heaps shared by content (_local_heap), links of every group of
         layers_4000.keras: 61 -> 42 ms (NASNetMobile.keras 10.4 -> 7.4 ms)."""
         entries = self._symbol_node(fields[1])
-        key = (fields[0], fields[2], entries[0::4], entries[2::4])  # key offsets; names, cache types
-        link_names = names.links.get(key)
-        if link_names is not None:
-            return list(zip(link_names, entries[1::4], strict=True))
+        key = None
+        if names.shared:  # (a heap of one group: no other group can hit)
+            key = (fields[0], fields[2], entries[0::4], entries[2::4])  # key offsets; names, types
+            link_names = names.links.get(key)
+            if link_names is not None:
+                return list(zip(link_names, entries[1::4], strict=True))
         lo, hi = names[fields[0]], names[fields[2]]
         if lo > hi:
             raise Malformed("group B-tree keys out of order")
         found: list[tuple[bytes, int]] = []
         self._symbols(entries, names, lo, hi, found)
-        if self._links_memo_left > 0:
+        if key is not None and self._links_memo_left > 0:
             self._links_memo_left -= 1
             names.links[key] = [name for name, _ in found]
         return found
@@ -1269,12 +1273,13 @@ class _HeapNames(dict[int, bytes]):
     """The names of one local heap by offset, each found once (the B-tree keys and the symbol table
     entries name the same strings); shared by the groups whose heaps have the same bytes."""
 
-    __slots__ = ("heap", "links")
+    __slots__ = ("heap", "links", "shared")
 
     def __init__(self, heap: bytes) -> None:
         super().__init__()
         self.heap = heap
         self.links: dict[tuple[Any, ...], list[bytes]] = {}  # File._small_group's memo
+        self.shared = False  # by another group (a legacy .h5's layer groups each have their own)
 
     def __missing__(self, offset: int) -> bytes:
         heap = self.heap
