@@ -422,7 +422,8 @@ class File:
         probe = (shape, raw, block, length)
         for segments, var_at, memo in self._header_memo.get(shape, ()):
             if len(segments) == 2:  # one hole (a dataset's address): the common case, sliced inline
-                found = memo.get(raw[: segments[0][1]] + raw[segments[1][0] :])
+                (i, j), (k, m) = segments
+                found = memo.get(raw[i:j] + raw[k:m])
             else:
                 found = memo.get(b"".join([raw[i:j] for i, j in segments]))
             if found is None:
@@ -433,11 +434,8 @@ class File:
                 if moved:  # values where this header has them (same sizes: in the key)
                     first = len(raw) - length
                     attrs = hdr.attrs = dict(template.attrs)
-                    for name, off in moved:
-                        a = attrs[name]
-                        attrs[name] = _Attr(
-                            a.type, a.space, addr + off if off < first else block + off - first
-                        )
+                    for name, type_, space, off in moved:
+                        attrs[name] = _Attr(type_, space, addr + off if off < first else block + off - first)
                 return hdr, None
             (address,) = self._O.unpack_from(raw, var_at)  # the data (or chunk index) address
             if (address != self._undef) != template.storage_allocated:
@@ -462,20 +460,20 @@ class File:
         holes = [(var_at, self._symtab.size if hdr.symtab is not None else self._osz)]
         if block >= 0:
             holes.append((24, self._osz))  # the continuation message's address field
-        moved: tuple[tuple[str, int], ...] = ()
+        moved: tuple[tuple[str, _Type, _Space, int], ...] = ()
         if hdr.symtab is not None:  # a dataset's attributes stay in the key (its meta is shared)
-            moved = tuple((name, at(a.data)) for name, a in hdr.attrs.items() if a.space.count)
-            holes.extend(
-                (off, hdr.attrs[name].space.count * hdr.attrs[name].type.size) for name, off in moved
-            )
+            moved = tuple((n, a.type, a.space, at(a.data)) for n, a in hdr.attrs.items() if a.space.count)
+            holes.extend((off, space.count * type_.size) for _, type_, space, off in moved)
         holes.sort()
         segments, prev = [], 0
         for off, width in holes:
             if off < prev:
                 return  # overlapping fields (a crafted header): not memoized
-            segments.append((prev, off))
+            if off > prev:
+                segments.append((prev, off))
             prev = off + width
-        segments.append((prev, len(raw)))
+        if prev < len(raw):
+            segments.append((prev, len(raw)))
         patterns = self._header_memo.setdefault(shape, [])
         memo = next(
             (m for p_segments, p_var_at, m in patterns if (p_segments, p_var_at) == (segments, var_at)), None
