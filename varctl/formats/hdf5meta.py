@@ -1386,7 +1386,7 @@ class Group:
     def _named_links(self) -> list[tuple[str, int]]:
         """(name, object header address) of every member, sorted by name."""
         try:
-            return [(n.decode("utf-8"), a) for n, a in self._links()]
+            return [(n.decode("utf-8"), a) for n, a in self._file._links(self._hdr)]  # (self._links())
         except UnicodeDecodeError:
             raise OutsideSubset("member name is not UTF-8") from None
 
