@@ -969,7 +969,10 @@ class File:
             heap = bytes(heap)
         # Groups alike have heaps alike (every `vars` group of a Keras file holds "0", "1", ...):
         # a heap's free list is walked, and each of its names found, once per distinct content.
-        # layers_4000: 8,000 heaps, 5 distinct. Small heaps only, a bounded number of them.
+        # layers_4000.keras: 8,000 heaps, 5 distinct: all heaps read in 10.5 -> 7.8 ms, and the
+        # links memo (_small_group) keyed on them. (A legacy .h5 layer's heap is its own: 4,000
+        # of layers_4000.h5's 8,000 heaps pay the memo for nothing, 10.3 -> 12.9 ms in all, paid
+        # back by its 4,000 sublayers' links.) Small heaps only, a bounded number of them.
         key = (free, heap)
         names = self._heap_memo.get(key) if size <= _HEAP_MEMO_BYTES else None
         if names is None:
@@ -1273,8 +1276,7 @@ class _HeapNames(dict[int, bytes]):
 
     __slots__ = ("heap", "links", "shared")
 
-    def __init__(self, heap: bytes) -> None:
-        super().__init__()
+    def __init__(self, heap: bytes) -> None:  # (empty: dict.__init__ has nothing to do)
         self.heap = heap
         self.links: dict[tuple[Any, ...], list[bytes]] = {}  # File._small_group's memo
         self.shared = False  # by another group (a legacy .h5's layer groups each have their own)
