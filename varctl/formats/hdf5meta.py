@@ -1000,22 +1000,30 @@ class File:
 
     def _links(self, hdr: _Header) -> list[tuple[bytes, int]]:
         """(name, object header address) of every member of an old-style group, sorted by name."""
-        assert hdr.symtab is not None
-        cached = self._groups.get(hdr.symtab)
-        if cached is not None:
-            return cached
-        btree, heap_addr = hdr.symtab
+        symtab = hdr.symtab
+        assert symtab is not None
+        found = self._groups.get(symtab)
+        if found is not None:
+            return found
+        btree, heap_addr = symtab
         names = self._local_heap(heap_addr)
+        level, fields = self._btree_node(btree, None)
+        if level == 0 and len(fields) == 3:  # the root is a leaf over one symbol table node
+            found = self._small_group(names, fields)
+        else:
+            found = self._btree_links(names, level, fields)
+        self._groups[symtab] = found
+        return found
+
+    def _btree_links(self, names: _HeapNames, level: int, fields: tuple[int, ...]) -> list[tuple[bytes, int]]:
+        """The links below a group's B-tree root (its `level` and `fields`, read already)."""
         found: list[tuple[bytes, int]] = []
         # (node, expected level, lowest and highest name its keys allow): HDF5 finds a member by
         # name through these keys, so keys that disagree with the names make h5py fail; so do we.
-        stack: list[tuple[int, int | None, bytes | None, bytes | None]] = [(btree, None, None, None)]
-        while stack:
-            node, expect_level, lo, hi = stack.pop()
-            level, fields = self._btree_node(node, expect_level)
-            if expect_level is None and level == 0 and len(fields) == 3:
-                found = self._small_group(names, fields)  # the root is a leaf, with one symbol node
-                break
+        stack: list[tuple[int, int, bytes, bytes]] = []
+        lo: bytes | None = None
+        hi: bytes | None = None
+        while True:
             children = fields[1::2]
             keys = list(map(names.__getitem__, fields[0::2]))
             if (lo is not None and keys[0] < lo) or (hi is not None and keys[-1] > hi):
@@ -1026,11 +1034,13 @@ class File:
                 stack.extend(
                     (children[i], level - 1, keys[i], keys[i + 1]) for i in reversed(range(len(children)))
                 )
-                continue
-            for i, snod in enumerate(children):
-                self._symbols(self._symbol_node(snod), names, keys[i], keys[i + 1], found)
-        self._groups[hdr.symtab] = found
-        return found
+            else:
+                for i, snod in enumerate(children):
+                    self._symbols(self._symbol_node(snod), names, keys[i], keys[i + 1], found)
+            if not stack:
+                return found
+            node, expect_level, lo, hi = stack.pop()
+            level, fields = self._btree_node(node, expect_level)
 
     def _btree_node(self, node: int, expect_level: int | None) -> tuple[int, tuple[int, ...]]:
         """The level of group B-tree node `node` and its keys and children (key 0, child 0, key 1,
