@@ -900,8 +900,8 @@ class File:
             if length == 0 and coll in (0, undef):
                 out.append("")
                 continue
-            if coll != coll_at:
-                coll_at, objects = coll, self._global_heap(coll)
+            if coll != coll_at:  # (a collection read already: no call)
+                coll_at, objects = coll, self._gheaps.get(coll) or self._global_heap(coll)
             found = objects.get(index)
             if found is None:
                 raise Malformed(f"global heap object {index} missing")
