@@ -1271,8 +1271,8 @@ _HH = struct.Struct("<HH")
 # _memo's bounds: messages up to 256 bytes (a rank-32 dataspace with maximums takes 520), 4,096 of them.
 _MEMO_KEY_BYTES = 256
 _MEMO_ENTRIES = 4096
-# _header_hit's bounds: headers up to 512 bytes (h5py gives a dataset 272), 4,096 of them (2 MB of
-# keys at most), 4 patterns per header size (one per kind of object: 1 or 2 in a Keras file).
+# _header_hit's bounds: blocks up to 512 bytes (h5py gives a dataset 256, a `vars` group 24 + 96),
+# 4,096 headers (4 MB of keys at most: two blocks each), 4 patterns (hole sets) per pattern key.
 _HEADER_MEMO_BYTES = 512
 _HEADER_MEMO_ENTRIES = 4096
 _HEADER_MEMO_PATTERNS = 4
