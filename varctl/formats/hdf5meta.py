@@ -1429,7 +1429,7 @@ class Group:
         """The object header address of the member `name`, or None."""
         index = self._index
         if index is None:  # the links are sorted and unique (checked when read): one entry each
-            index = self._index = dict(self._links())
+            index = self._index = dict(self._file._links(self._hdr))  # (self._links())
         return index.get(name.encode("utf-8"))
 
     def get(self, path: str, default: Any = None) -> Any:
