@@ -62,6 +62,16 @@ def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = _NO_SKIP, dep
     is_vars = where.rsplit("/", 1)[-1] == "vars"
     out = Group(where, h5s.str_attr(group, "name") if is_vars else None)
     members = out.members
+    if h5s is hdf5meta.h5safe:
+        # hdf5meta's own walk of the group: each dataset comes as its Dataset's fields (no backend
+        # object, its meta shared by datasets alike). layers_4000.keras, headers and links already
+        # parsed: 62 -> 51 ms.
+        for name, obj in hdf5meta.h5safe.members_meta(group, budget, skip):
+            if type(obj) is tuple:
+                members[name] = Dataset(*obj)
+            else:
+                members[name] = scan(h5s, obj, budget, _NO_SKIP, depth + 1)
+        return out
     is_dataset, is_group, dataset_meta = h5s.is_dataset, h5s.is_group, h5s.dataset_meta
     for name, obj in _members(h5s, group, budget, skip):
         if is_dataset(obj):

@@ -118,6 +118,8 @@ def _scan(weights: Any, h5s: Any = _h5safe) -> list[tuple[str, list[tuple[str, D
     if layer_names is None:
         raise UnreadableModel("legacy .h5 'model_weights' has no 'layer_names' attribute")
     budget.spend(len(layer_names))
+    # hdf5meta finds a weight's dataset and its meta in one call (no Dataset object per weight).
+    weight_meta = getattr(h5s, "weight_meta", None)
     out = []
     for lname in layer_names:
         group = h5s.get_group(weights, lname)
@@ -127,10 +129,14 @@ def _scan(weights: Any, h5s: Any = _h5safe) -> list[tuple[str, list[tuple[str, D
         budget.spend(len(names))
         found = []
         for wname in names:
-            ds = weight_dataset(group, wname, h5s)
-            if ds is None:
+            if weight_meta is not None:
+                fields = weight_meta(group, wname)
+            else:
+                ds = weight_dataset(group, wname, h5s)
+                fields = None if ds is None else (ds.name, *h5s.dataset_meta(ds))
+            if fields is None:
                 raise UnreadableModel(f"legacy .h5 lists weight '{wname}' but has no such dataset")
-            found.append((wname, Dataset(ds.name, *h5s.dataset_meta(ds))))
+            found.append((wname, Dataset(*fields)))
         out.append((lname, found))
     return out
 
