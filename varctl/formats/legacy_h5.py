@@ -31,6 +31,7 @@ from varctl.formats._layout import (
     TRAINING_CONFIG,
     WEIGHT_NAMES,
     parse_json,
+    parse_json_text,
     weight_dataset,
 )
 from varctl.formats._manifest import Dataset
@@ -66,11 +67,12 @@ def _read_config(h5: Any, h5s: Any = _h5safe) -> Any:
         )
     if len(text) > MAX_CONFIG_BYTES:
         raise UnreadableModel("'model_config' is too large")
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError as e:  # h5py hands undecodable bytes over as lone surrogates
-        raise UnreadableModel("'model_config' is not UTF-8 text") from e
-    return parse_json(data, MODEL_CONFIG)
+    if not text.isascii():  # Keras writes it with ensure_ascii: this check is all most files need
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # h5py hands undecodable bytes over as lone surrogates
+            raise UnreadableModel("'model_config' is not UTF-8 text") from e
+    return parse_json_text(text, MODEL_CONFIG)
 
 
 def read(path: str, source: str, for_edit: bool = False) -> Parsed:
