@@ -80,3 +80,60 @@ def test_random_bytes_are_one_clean_error():
             data[rng.randrange(len(data))] = rng.randrange(256)
         with contextlib.suppress(UnreadableModel):  # or an answer: the bytes still made sense
             _sandbox._loads(bytes(data))
+
+
+def test_children_that_answered_are_reaped_without_the_parent_waiting_for_them():
+    """call() returns as soon as the whole answer is in; the exiting child is reaped by the next
+    call (never waited for, never left a zombie for long)."""
+    if not _sandbox.enabled():
+        pytest.skip("the sandbox is off (VARCTL_NO_SANDBOX)")
+    import os
+    import time
+
+    pids = [_sandbox.call(os.getpid) for _ in range(4)]
+    assert len(set(pids)) == 4 and os.getpid() not in pids
+    time.sleep(0.2)  # the children are gone by now: the next call reaps them
+    last = _sandbox.call(os.getpid)
+    assert _sandbox._exiting == [last]
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    time.sleep(0.2)
+    _sandbox.reap_exited()
+    assert _sandbox._exiting == []
+
+
+def test_a_child_that_dies_mid_answer_is_waited_for_and_named(monkeypatch):
+    """Half an answer is not an answer: the parent waits for the child and reports its death."""
+    if not _sandbox.enabled():
+        pytest.skip("the sandbox is off (VARCTL_NO_SANDBOX)")
+    import os
+    import signal
+
+    whole = _sandbox._dumps(("ok", list(range(10_000))))
+
+    def dying_child(w, fn, args, kwargs, memory, tune):
+        os.write(w, whole[: len(whole) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(_sandbox, "_child", dying_child)
+    with pytest.raises(UnreadableModel, match="crashed while reading the file .SIGKILL."):
+        _sandbox.call(os.getpid)
+
+
+def test_a_lock_the_parent_held_is_free_as_soon_as_the_answer_is_in(tmp_path):
+    """The child inherits the parent's descriptors (an edit's flock on its input among them) and
+    closes them before its answer ends: the parent can release the lock at once, child or no child."""
+    if not _sandbox.enabled():
+        pytest.skip("the sandbox is off (VARCTL_NO_SANDBOX)")
+    import fcntl
+    import os
+
+    path = tmp_path / "locked"
+    path.write_bytes(b"x")
+    for _ in range(20):
+        with open(path, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            _sandbox.call(os.getpid)
+        with open(path, "rb") as other:  # a new open file: blocked while any copy of `held` lives
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

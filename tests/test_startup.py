@@ -116,3 +116,31 @@ def test_one_read_imports_only_its_reader_and_a_second_read_imports_them_all():
     first, second = proc.stdout.splitlines()
     assert first == "[]"
     assert second == "['varctl.formats.keras_zip', 'varctl.formats.legacy_h5']"
+
+
+def test_the_cli_reaps_its_reader_children_before_it_exits():
+    """The parent goes on while a reader child exits (formats/_sandbox.py), but the CLI reaps it
+    before leaving: orphans are not left to PID 1, which in a container may never reap them."""
+    probe = (
+        "import os, sys\n"
+        "from varctl import __main__\n"
+        "from varctl.formats import _sandbox\n"
+        "def leave(code):\n"
+        "    try:\n"
+        "        left = os.waitpid(-1, os.WNOHANG)\n"
+        "    except ChildProcessError:\n"
+        "        left = 'none'\n"
+        "    sys.stderr.write(f'EXITING {_sandbox._exiting} {left}\\n')\n"
+        "    sys.stderr.flush()\n"
+        "    os.__dict__['_exit_real'](code)\n"
+        "os.__dict__['_exit_real'] = os._exit\n"
+        "os._exit = leave\n"
+        "sys.argv = ['varctl', 'list', 'sample_models/seed_dense.keras', '-f', 'json']\n"
+        "__main__.run()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("EXITING ")][-1]
+    assert line == "EXITING [] none", line  # no child left, running or a zombie
