@@ -56,6 +56,15 @@ def test_list_json_does_not_import_rich():
     assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy, pydantic, edit types
 
 
+def _run_probe(probe: str) -> subprocess.CompletedProcess[str]:
+    """`python -c probe` from the repository root; it must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def _module(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "varctl", *args],
@@ -109,10 +118,7 @@ def test_one_read_imports_only_its_reader_and_a_second_read_imports_them_all():
         "open_model('sample_models/seed_dense.keras')\n"
         "print(sorted(m for m in ('varctl.formats.keras_zip', 'varctl.formats.legacy_h5') if m in sys.modules))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _run_probe(probe)
     first, second = proc.stdout.splitlines()
     assert first == "[]"
     assert second == "['varctl.formats.keras_zip', 'varctl.formats.legacy_h5']"
@@ -138,9 +144,6 @@ def test_the_cli_reaps_its_reader_children_before_it_exits():
         "sys.argv = ['varctl', 'list', 'sample_models/seed_dense.keras', '-f', 'json']\n"
         "__main__.run()\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _run_probe(probe)
     line = [x for x in proc.stderr.splitlines() if x.startswith("EXITING ")][-1]
     assert line == "EXITING [] none", line  # no child left, running or a zombie
