@@ -4,8 +4,7 @@
 Each phase is timed once per fresh process (a second call runs warm: not what `varctl list` pays),
 N processes per model, best per phase. With --base ROOT (a checkout holding another `varctl`
 package, e.g. `git archive <commit> varctl | tar -x -C ROOT`), the two are run interleaved and
-compared. The HDF5 scan is not timed (another engineer's phase); `(find_risks)` is timed apart,
-after the Tree.
+compared. The HDF5 scan is not timed here; `(find_risks)` is timed apart, after the Tree.
 
 Usage: python benchmarks/config_phases.py [--base ROOT] [-n N] [MODEL ...]
 (default models: benchmarks/.cache/{nasnet_mobile,layers_4000}.{keras,h5})
