@@ -82,25 +82,38 @@ def test_random_bytes_are_one_clean_error():
             _sandbox._loads(bytes(data))
 
 
-def test_children_that_answered_are_reaped_without_the_parent_waiting_for_them():
-    """call() returns as soon as the whole answer is in; the exiting child is reaped by the next
-    call (never waited for, never left a zombie for long)."""
+def test_in_answers_first_children_are_reaped_later_and_all_on_leaving():
+    """Inside answers_first() (every CLI command), call() returns as soon as the whole answer is
+    in; an exiting child is reaped by a later call, and every one of them on leaving."""
     if not _sandbox.enabled():
         pytest.skip("the sandbox is off (VARCTL_NO_SANDBOX)")
     import os
     import time
 
-    pids = [_sandbox.call(os.getpid) for _ in range(4)]
-    assert len(set(pids)) == 4 and os.getpid() not in pids
-    time.sleep(0.2)  # the children are gone by now: the next call reaps them
-    last = _sandbox.call(os.getpid)
-    assert _sandbox._exiting == [last]
-    for pid in pids:
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-    time.sleep(0.2)
-    _sandbox.reap_exited()
+    with _sandbox.answers_first():
+        pids = [_sandbox.call(os.getpid) for _ in range(4)]
+        assert len(set(pids)) == 4 and os.getpid() not in pids
+        time.sleep(0.5)  # the children are gone by now: the next call reaps them
+        last = _sandbox.call(os.getpid)
+        assert _sandbox._exiting == [last]
+        for pid in pids:
+            with pytest.raises(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
     assert _sandbox._exiting == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(last, os.WNOHANG)
+
+
+def test_outside_answers_first_each_child_is_reaped_at_once():
+    """The Python API: a call leaves no child behind, running or a zombie."""
+    if not _sandbox.enabled():
+        pytest.skip("the sandbox is off (VARCTL_NO_SANDBOX)")
+    import os
+
+    pid = _sandbox.call(os.getpid)
+    assert _sandbox._exiting == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def test_a_child_that_dies_mid_answer_is_waited_for_and_named(monkeypatch):
@@ -117,7 +130,10 @@ def test_a_child_that_dies_mid_answer_is_waited_for_and_named(monkeypatch):
         os.kill(os.getpid(), signal.SIGKILL)
 
     monkeypatch.setattr(_sandbox, "_child", dying_child)
-    with pytest.raises(UnreadableModel, match="crashed while reading the file .SIGKILL."):
+    with (
+        pytest.raises(UnreadableModel, match="crashed while reading the file .SIGKILL."),
+        _sandbox.answers_first(),
+    ):
         _sandbox.call(os.getpid)
 
 
@@ -131,9 +147,10 @@ def test_a_lock_the_parent_held_is_free_as_soon_as_the_answer_is_in(tmp_path):
 
     path = tmp_path / "locked"
     path.write_bytes(b"x")
-    for _ in range(20):
-        with open(path, "rb") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
-            _sandbox.call(os.getpid)
-        with open(path, "rb") as other:  # a new open file: blocked while any copy of `held` lives
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with _sandbox.answers_first():  # (as in a CLI command: the children are not waited for)
+        for _ in range(20):
+            with open(path, "rb") as held:
+                fcntl.flock(held, fcntl.LOCK_EX)
+                _sandbox.call(os.getpid)
+            with open(path, "rb") as other:  # a new open file: blocked while any copy of `held` lives
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -57,9 +57,6 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: its reader has gone
             stream.flush()
-    sandbox = sys.modules.get("varctl.formats._sandbox")
-    if sandbox is not None:  # the reader children that answered: gone by now, reaped here
-        sandbox.reap_exited(block=True)  # (not left to PID 1: in a container it may never reap)
     os._exit(code)
 
 

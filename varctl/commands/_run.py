@@ -45,8 +45,11 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from varctl.formats import _sandbox  # (every command reads a model: imported anyway)
+
         try:
-            return fn(*args, **kwargs)
+            with _sandbox.answers_first():
+                return fn(*args, **kwargs)
         except VarctlError as e:
             if os.environ.get("VARCTL_DEBUG") and isinstance(e, InternalError):
                 _print_traceback()

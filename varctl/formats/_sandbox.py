@@ -22,7 +22,7 @@ import pickle
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from varctl.errors import OutputError, UnreadableModel, UnsafeFile, VarctlError
@@ -100,7 +100,7 @@ def call(
             os.kill(pid, signal.SIGKILL)
         elif data:
             answer = _whole_answer(data)
-        if answer is not None:  # the child is exiting: reaped later, while we use its answer
+        if answer is not None and _deferring:  # the child is exiting: reaped later (answers_first)
             _exiting.append(pid)
         else:
             _, status = os.waitpid(pid, 0)
@@ -141,11 +141,27 @@ def call(
     raise UnreadableModel("the reader process sent an unreadable answer")
 
 
-# Children that sent a whole answer and are exiting. The parent does not wait for the kernel to
-# tear a child down (~1.2 ms after its answer, for a child forked from a 17 MB process): it goes
-# on with the answer, and reaps the child at its next call (without blocking) or, in the CLI,
-# before it exits (varctl/__main__.py).
+# Children that sent a whole answer and are exiting, inside answers_first().
 _exiting: list[int] = []
+_deferring = False
+
+
+@contextlib.contextmanager
+def answers_first() -> Iterator[None]:
+    """Within it, call() goes on with a child's whole answer without waiting for the kernel to
+    tear the child down (~1.2 ms after its answer, for a child forked from a 17 MB process); the
+    children are reaped at the next call (without blocking) and, at the latest, on leaving it.
+    Every CLI command runs in it (commands/_run.handle_errors): by the time its output is
+    written, its children are gone, and none is left as a zombie, nor to PID 1 (which in a
+    container may never reap it). Outside it (the Python API), call() reaps each child at once."""
+    global _deferring
+    outer, _deferring = _deferring, True
+    try:
+        yield
+    finally:
+        _deferring = outer
+        if not outer:
+            reap_exited(block=True)
 
 
 def reap_exited(block: bool = False) -> None:
