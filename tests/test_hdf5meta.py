@@ -303,17 +303,24 @@ def test_adapter_refuses_wrong_kinds():
 
 
 def _members_both_ways(group, skip):
-    """`h5safe.members` (one pass over the links) and `member_names` + `get_member` (one lookup per
-    name), side by side: (name, path, kind) of each member below `group`, and the budget each spent."""
+    """`h5safe.members_meta` (one pass over the links) and `member_names` + `get_member` +
+    `dataset_meta` (one lookup per name), side by side: (name, path, kind, meta) of each member
+    below `group`, and the budget each spent."""
     fast_budget, slow_budget = hm.Budget(), hm.Budget()
-    fast = [(n, o.name, type(o).__name__) for n, o in hm.h5safe.members(group, fast_budget, skip)]
-    slow = [(n, o.name, type(o).__name__) for n, o in
-            ((n, hm.h5safe.get_member(group, n)) for n in hm.h5safe.member_names(group, slow_budget) if n not in skip)]  # fmt: skip
+    fast = [
+        (n, o[0], "Dataset", o[1:]) if isinstance(o, tuple) else (n, o.name, "Group", None)
+        for n, o in hm.h5safe.members_meta(group, fast_budget, skip)
+    ]
+    slow = [
+        (n, o.name, type(o).__name__, hm.h5safe.dataset_meta(o) if isinstance(o, hm.Dataset) else None)
+        for n, o in ((n, hm.h5safe.get_member(group, n)) for n in hm.h5safe.member_names(group, slow_budget))
+        if n not in skip
+    ]
     return (fast, fast_budget.left), (slow, slow_budget.left)
 
 
 @pytest.mark.parametrize("name", ["transfer_learning.keras", "transfer_learning.h5", "seed_custom_layer.h5"])
-def test_members_is_member_names_then_get_member(name):
+def test_members_meta_is_member_names_then_get_member_and_dataset_meta(name):
     path = SAMPLES / name
     offset, size = member_window(path) if path.suffix == ".keras" else (0, None)
     with hm.open(path.read_bytes(), offset, size) as f:
@@ -324,7 +331,7 @@ def test_members_is_member_names_then_get_member(name):
                 fast, slow = _members_both_ways(group, skip)
                 assert fast == slow and len(fast[0]) == len(set(names) - skip)
         with pytest.raises(Malformed):  # the budget is spent before any member is opened
-            next(hm.h5safe.members(f, hm.Budget(limit=1)))
+            hm.h5safe.members_meta(f, hm.Budget(limit=1))
 
 
 def test_message_memo_is_bounded(tmp_path, monkeypatch):

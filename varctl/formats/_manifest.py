@@ -82,10 +82,7 @@ def scan(h5s: Any, group: Any, budget: Any, skip: frozenset[str] = _NO_SKIP, dep
 
 
 def _members(h5s: Any, group: Any, budget: Any, skip: frozenset[str]) -> Iterator[tuple[str, Any]]:
-    """(name, member) of `group` but those in `skip`: `member_names`, then `get_member` of each.
-    hdf5meta does both in one pass over the group's links (`h5safe.members`: no lookup by name)."""
-    if h5s is hdf5meta.h5safe:
-        return hdf5meta.h5safe.members(group, budget, skip)
+    """(name, member) of `group` but those in `skip`: `member_names`, then `get_member` of each."""
     return (
         (name, h5s.get_member(group, name)) for name in h5s.member_names(group, budget) if name not in skip
     )

@@ -1687,31 +1687,16 @@ class h5safe:
         return names
 
     @staticmethod
-    def members(
-        group: _Group | File, budget: _Budget, skip: frozenset[str] = frozenset()
-    ) -> Iterator[tuple[str, _Group | _Dataset]]:
-        """(name, member) for each name `member_names` gives but those in `skip`, each member as
-        `get_member` gives it: the same checks and budget, without a lookup by name per member
-        (a whole-file scan calls this once per group; _manifest.scan of layers_4000: 16,000 members)."""
-        links = group._named_links()
-        budget.spend(len(links) + 1)
-        child = group._child
-        for name, addr in links:
-            if name in skip:
-                continue
-            obj = child(name, addr)
-            if isinstance(obj, _Dataset) and obj.filters:
-                h5safe.check_dataset(obj)
-            yield name, obj
-
-    @staticmethod
     def members_meta(
         group: _Group | File, budget: _Budget, skip: frozenset[str] = frozenset()
     ) -> list[tuple[str, _Group | tuple[str, tuple[int, ...], str, int]]]:
-        """`members`, with each dataset as the (path, shape, dtype name, item size) that
-        `dataset_meta` gives instead of a Dataset object: what `_manifest.scan` keeps of a member.
+        """(name, member) for each name `member_names` gives but those in `skip`: a group as
+        `get_member` gives it, a dataset as the (path, shape, dtype name, item size) that
+        `dataset_meta` gives of it, without a lookup by name per member or a Dataset object:
+        what `_manifest.scan` keeps of a member.
 
-        Same checks, budget and refusals as `members` then `dataset_meta`. The fast path of a whole
+        Same checks, budget and refusals as `member_names`, `get_member` and `dataset_meta`
+        (tests/test_hdf5meta.py compares them). The fast path of a whole
         file scan: no Dataset object per dataset, and a header's meta worked out once, shared by the
         datasets whose header it is (see File._header_hit). layers_4000.keras: 8,000 datasets,
         _manifest.scan with every header and group parsed already: 62 -> 51 ms."""
