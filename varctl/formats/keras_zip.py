@@ -407,10 +407,6 @@ class _Walker:
 
     def _own_variables(self, node: Node, vars_group: _manifest.Group, prefix: str) -> None:
         keys = _manifest.member_names(vars_group)
-        if not keys:  # a layer without variables (half of NASNetMobile's)
-            if node.spec is not None and node.spec.variables:
-                node.known = False  # as below: the file does not hold what varctl expects
-            return
         if keys != _NUMBERED[: len(keys)]:  # else `0, 1, ...` in order, as Keras writes them
             if not all(map(str.isdigit, keys)):
                 self._custom_layout(node, vars_group, prefix, keys)

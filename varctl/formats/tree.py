@@ -793,10 +793,7 @@ class Tree:
                 node = stack.pop()
                 if node.variables:
                     out.extend(self._own_in_creation_order(node))
-                if node.attr_children:
-                    stack.extend(reversed(self._tracked_children(node)))
-                elif node.list_children:  # (most nodes have no sublayers at all)
-                    stack.extend(reversed(node.list_children))
+                stack.extend(reversed(self._tracked_children(node)))
         seen = set(map(id, out))
         if len(seen) != len(attached) or not seen.issuperset(map(id, attached)):
             return attached  # not every variable hangs off the tree: keep the readers' order
@@ -843,17 +840,9 @@ class Tree:
         """Resolve effective trainability and package everything as a ModelInfo."""
         resolved: dict[int, Variable] = {}  # the variables whose cause changed, by id of the old one
         everything = self.root.walk()  # the one walk of the tree: reused below
-        # Under a trainable model and layer (Keras 3), a variable created trainable or not keeps
-        # its provisional cause: _effective is asked only about the others (layers_4000: 3.9 -> 2.7 ms).
-        plain = self.root.flag and self.major != 2
         for node in everything:
             own = node.variables
-            if not own:
-                continue
-            kept = plain and node.flag
             for i, v in enumerate(own):
-                if kept and (v.cause is Cause.NATURE or (v.cause is Cause.TRAINABLE and v.detail is None)):
-                    continue
                 cause, detail = self._effective(node, v)
                 if cause is v.cause and detail == v.detail:
                     continue  # mostly: the (frozen) Variable is kept
