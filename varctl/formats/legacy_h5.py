@@ -204,23 +204,13 @@ def _attach(tree: Tree, manifest: Manifest) -> None:
         if top is None:
             top = tree.add_generic_child(tree.root, lname, lname)
         names: dict[str, list[Node]] = {}
-        # A layer's weights follow each other: its owner is looked up once, until _sublayer may
-        # grow the tree (NASNetMobile, whose weight paths need the fallback: 3.5 -> 3.3 ms; a
-        # single lookup of layers_4000 costs as much as the cache)
-        owners: dict[tuple[str, bool], Node] = {}
         for wname, ds in weights:
             clean = wname.split(":")[0]  # Keras 2 files append `:0`
             path = clean if clean == lname or clean.startswith(lname + "/") else f"{lname}/{clean}"
             layer_path, _, vname = path.rpartition("/")
-            own_path = path == clean  # the weight's own path, not one varctl prefixed
-            owner = owners.get((layer_path, own_path))
-            if owner is None:
-                owner = _owner(tree, top, layer_path, names)
-                if own_path and not owner.known:
-                    owner = _sublayer(tree, owner, layer_path)
-                    owners.clear()
-                else:
-                    owners[layer_path, own_path] = owner
+            owner = _owner(tree, top, layer_path, names)
+            if path == clean and not owner.known:  # the weight's own path, not one varctl prefixed
+                owner = _sublayer(tree, owner, layer_path)
             add(owner, vname, ds.shape, ds.dtype, ds.itemsize, ds.name, owner.var_spec(vname))
 
 
