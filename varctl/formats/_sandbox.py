@@ -94,12 +94,13 @@ def call(
     os.close(w)
     reaped = False
     answer: tuple[str, Any] | None = None
+    unreadable: UnreadableModel | None = None  # why data is not a whole answer
     try:
         data, timed_out, too_big = _collect(r, time.monotonic() + timeout)
         if timed_out or too_big:
             os.kill(pid, signal.SIGKILL)
         elif data:
-            answer = _whole_answer(data)
+            answer, unreadable = _answer_in(data)
         if answer is not None and _deferring:  # the child is exiting: reaped later (answers_first)
             _exiting.append(pid)
         else:
@@ -137,8 +138,8 @@ def call(
     if not data:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
         raise UnreadableModel(f"the reader process for {label} ended without an answer (exit {code})")
-    _loads(data)  # not a whole answer: raises, saying what is wrong with it
-    raise UnreadableModel("the reader process sent an unreadable answer")
+    assert unreadable is not None  # data, and no answer in it
+    raise unreadable
 
 
 # Children that sent a whole answer and are exiting, inside answers_first().
@@ -175,13 +176,13 @@ def reap_exited(block: bool = False) -> None:
             _exiting.remove(pid)
 
 
-def _whole_answer(data: bytes) -> tuple[str, Any] | None:
-    """The child's answer, or None when `data` is not one (the child died mid-write: its exit
-    status says why, so the parent waits for it)."""
+def _answer_in(data: bytes) -> tuple[tuple[str, Any] | None, UnreadableModel | None]:
+    """(the child's answer, None), or (None, why `data` is not one: a child that died mid-write,
+    whose exit status the parent then waits for)."""
     try:
-        return _loads(data)
-    except UnreadableModel:
-        return None
+        return _loads(data), None
+    except UnreadableModel as e:
+        return None, e
 
 
 def in_child(fn: Callable[..., T], *args: Any, what: str) -> T:
