@@ -6,6 +6,7 @@ benchmarks/run.py measures the times; these tests keep the imports that made the
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,13 +26,18 @@ try:
     main()
 except SystemExit:
     pass
-sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic", "varctl.formats.rewrite") if m in sys.modules)) + "\\n")
+sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic", "varctl.formats.rewrite", "zipfile") if m in sys.modules)) + "\\n")
 """
 
 
-def _modules(*args: str) -> tuple[str, list[str]]:
+def _modules(*args: str, env: dict[str, str] | None = None) -> tuple[str, list[str]]:
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _PROBE, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=None if env is None else {**os.environ, **env},
     )
     line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")][-1]
     return proc.stdout, eval(line[len("MODULES ") :])
@@ -53,7 +59,18 @@ def test_help_needs_neither_rich_nor_h5py():
 def test_list_json_does_not_import_rich():
     stdout, modules = _modules("list", "sample_models/seed_dense.keras", "-f", "json")
     assert '"schema": "varctl.list/2"' in stdout
-    assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy, pydantic, edit types
+    assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy, pydantic, edit types,
+    # and no zipfile: the parent never opens the file (the sandbox's reader process does)
+
+
+def test_list_of_a_legacy_h5_does_not_import_zipfile():
+    """zipfile and what it imports (bz2, lzma, shutil, threading: ~4 ms) are for .keras archives."""
+    for env in (None, {"VARCTL_NO_SANDBOX": "1"}):  # the parent; the reader, in-process
+        stdout, modules = _modules("list", "sample_models/seed_dense.h5", "-f", "json", env=env)
+        assert '"format": "h5"' in stdout
+        assert modules == [], env
+    stdout, modules = _modules("list", "sample_models/seed_dense.keras", env={"VARCTL_NO_SANDBOX": "1"})
+    assert modules == ["zipfile"]  # (the probe sees it: the test can fail)
 
 
 def _run_probe(probe: str) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import stat
-import zipfile
 from typing import IO
 
 from varctl.errors import UnreadableModel, UnsupportedFormat
@@ -239,6 +238,10 @@ def _describe_json(path: str) -> str:
 
 
 def _zip_kind(path: str, fileobj: IO[bytes] | None = None) -> str:
+    # Imported here, for zip archives only: with what it imports (bz2, lzma, shutil, threading) it
+    # costs ~4 ms, which every `varctl` command paid, a .h5 file's too (median of 6 runs: 4.4 ms).
+    import zipfile
+
     try:
         with zipfile.ZipFile(fileobj if fileobj is not None else path) as zf:
             names = set(zf.namelist())
