@@ -43,6 +43,9 @@ class ChildSpec(NamedTuple):
 
 @dataclass(frozen=True)
 class LayerSpec:
+    """What a layer class creates: its own variables, in creation order, and its child layers."""
+
+    # (a docstring also spares @dataclass making one from inspect.signature: ~0.2 ms at import)
     variables: tuple[VarSpec, ...]
     children: tuple[ChildSpec, ...] = ()
     # quantization.QuantSpec (a quantized or LoRA layer): Keras reorders or adds variables on load
