@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 LEGACY = sorted(SAMPLES.glob("*.h5")) + sorted((ROOT / "tests/legacy_files").glob("*/*.h5"))
 
 
+def _general_one_link(self, names, lo_at, hi_at, entries):
+    """File._one_link through the general loop (`_symbols`)."""
+    return hm.File._snod_links(self, names, (lo_at, None, hi_at), entries)
+
+
 def _scan(source, fast: bool):
     """legacy_h5._scan through hdf5meta, with its fast paths or without (the general calls), as
     plain values, or the error it raises as (type, message)."""
@@ -30,7 +35,7 @@ def _scan(source, fast: bool):
         if not fast:
             mp.delattr(hm.h5safe, "layer_weights")
             mp.setattr(hm.File, "_leaf_links", lambda self, names, btree: None)
-            mp.setattr(hm.File, "_one_link", hm.File._snod_links)
+            mp.setattr(hm.File, "_one_link", _general_one_link)
         try:
             with hm.open(source) as f:
                 weights = hm.h5safe.get_group(f, "model_weights")
@@ -57,7 +62,7 @@ def test_leaf_links_are_the_general_links():
             assert f._nodes_seen  # (the groups were read)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(hm.File, "_leaf_links", lambda self, names, btree: None)
-            mp.setattr(hm.File, "_one_link", hm.File._snod_links)
+            mp.setattr(hm.File, "_one_link", _general_one_link)
             with hm.open(path) as f:
                 assert meta_tree(f.root) == want
 

@@ -295,6 +295,7 @@ class File:
         self._O = struct.Struct("<" + O)
         self._L = struct.Struct("<" + L)
         self._addr_len = struct.Struct("<" + O + L)  # continuation block, contiguous data
+        self._cont_head = _HH.pack(_CONTINUATION, self._addr_len.size)  # a continuation's type, size
         self._symtab = struct.Struct("<" + O + O)  # symbol table: B-tree, local heap
         self._vlen = struct.Struct("<I" + O + "I")  # vlen string: length, global heap collection, index
         self._heap_head = struct.Struct("<4sB3x" + L + L + O)  # local heap: size, free list, data
@@ -417,7 +418,7 @@ class File:
             raw = bytes(raw)
         block, length = -1, 0
         shape = raw[:20]
-        if size == 8 + cont.size and _MSG.unpack_from(raw, 16)[:2] == (_CONTINUATION, cont.size):
+        if size == 8 + cont.size and raw[16:20] == self._cont_head:
             block, length = cont.unpack_from(raw, 24)
             overlaps = block < addr + 16 + size and block + length > addr  # (a loop, if it is the block)
             if length > _HEADER_MEMO_BYTES or block + length > self._len or overlaps:
@@ -1062,10 +1063,9 @@ class File:
         entries = self._entry if count == 1 else _snod_struct(self._osz, count)
         if snod + 8 + entries.size > limit:
             raise Malformed(f"symbol table node {snod:#x} outside the file ({limit} bytes)")
-        fields = (lo_at, snod, hi_at)
         if count == 1:
-            return self._one_link(names, fields, entries.unpack_from(buf, base + snod + 8))
-        return self._snod_links(names, fields, entries.unpack_from(buf, base + snod + 8))
+            return self._one_link(names, lo_at, hi_at, entries.unpack_from(buf, base + snod + 8))
+        return self._snod_links(names, (lo_at, snod, hi_at), entries.unpack_from(buf, base + snod + 8))
 
     def _btree_links(self, names: _HeapNames, level: int, fields: tuple[int, ...]) -> list[tuple[bytes, int]]:
         """The links below a group's B-tree root (its `level` and `fields`, read already)."""
@@ -1183,7 +1183,7 @@ class File:
         layers_4000.keras: 61 -> 42 ms (NASNetMobile.keras 10.4 -> 7.4 ms)."""
         entries = self._symbol_node(fields[1])
         if len(entries) == 4:
-            return self._one_link(names, fields, entries)
+            return self._one_link(names, fields[0], fields[2], entries)
         return self._snod_links(names, fields, entries)
 
     def _snod_links(
@@ -1208,13 +1208,12 @@ class File:
         return found
 
     def _one_link(
-        self, names: _HeapNames, fields: tuple[int, ...], entries: tuple[int, ...]
+        self, names: _HeapNames, lo_at: int, hi_at: int, entries: tuple[int, ...]
     ) -> list[tuple[bytes, int]]:
         """_small_group of a group with one member, its checks (and their order) as `_symbols`
         makes them, unrolled: no slices, no zip, a flat memo key. Most groups of a legacy .h5 are
         such (a weight's path is 4-5 groups deep: NASNetMobile.h5, 1,520 of 1,873 groups):
         """
-        lo_at, _, hi_at = fields
         name_off, obj, cache_type, _ = entries
         key = (lo_at, hi_at, name_off, cache_type)  # (ints: never a key of _small_group's)
         if names.shared:
@@ -1266,8 +1265,10 @@ class File:
     def _member(self, hdr: _Header, name: str) -> int | None:
         """The object header address of the member `name` of the group whose header is `hdr`, or
         None: `Group._address` without a Group (the links are sorted and unique: a bisection)."""
-        links = self._groups.get(hdr.symtab) or self._links(hdr)  # type: ignore[arg-type]
+        links = self._links(hdr)
         key = name.encode("utf-8")
+        if len(links) == 1:  # (most groups of a legacy .h5 path)
+            return links[0][1] if links[0][0] == key else None
         i = bisect.bisect_left(links, (key,))
         return links[i][1] if i < len(links) and links[i][0] == key else None
 
