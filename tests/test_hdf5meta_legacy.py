@@ -84,6 +84,7 @@ def odd(tmp_path):
         layer.create_dataset(
             "dense/odd", data=np.zeros(4, "f4"), compression=32001, allow_unknown_filter=True
         )
+        layer.create_dataset("dense/packed", data=np.zeros(64, "f4"), compression="gzip", chunks=(8,))
         layer.create_dataset("flat", data=np.zeros(4, "f4"))
         weights.create_group("empty")  # no weight_names at all: no weights
     return path
@@ -91,12 +92,13 @@ def odd(tmp_path):
 
 NAMES = [["dense/kernel", "dense/bias"], ["flat"], ["dense/absent", "dense/kernel"], ["dense"],
          ["dense/kernel/x"], ["flat/x"], ["dense//bias"], ["/dense/bias"], [""], ["dense/"],
-         ["dense/odd"], ["dense/odd/x"], ["absent/kernel"], ["dense/kernel", "dense/kernel"]]  # fmt: skip
+         ["dense/odd"], ["dense/odd/x"], ["absent/kernel"], ["dense/kernel", "dense/kernel"],
+         ["dense/packed", "flat", "dense/bias"]]  # fmt: skip
 
 
 @pytest.mark.parametrize("names", NAMES, ids=lambda n: "|".join(n))
 @pytest.mark.parametrize("layer", ["dense", "empty", "absent", "not_a_group", "odd_filter", "a/b", ""])
-def test_layer_weights_is_get_group_list_attr_weight_meta(odd, layer, names):
+def test_layer_weights_is_get_group_list_attr_dataset_at(odd, layer, names):
     def outcome(call):
         try:
             with hm.open(odd) as f:
@@ -112,10 +114,10 @@ def test_layer_weights_is_get_group_list_attr_weight_meta(odd, layer, names):
         listed = names if listed is not None else []
         found = []
         for name in listed:
-            meta = hm.h5safe.weight_meta(group, name)
-            if meta is None:
+            ds = hm.h5safe.dataset_at(group, name)
+            if ds is None:
                 break
-            found.append((name, meta))
+            found.append((name, (ds.name, *hm.h5safe.dataset_meta(ds))))
         return listed, found
 
     def fast(weights):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tests.test_hdf5meta import SAMPLES, assert_same_tree, meta_tree, walk_everything
-from tests.test_hdf5meta_lookup import PATHS
 from varctl.formats import _manifest
 from varctl.formats import hdf5meta as hm
 from varctl.formats._layout import NOT_MODEL_STATE
@@ -193,43 +192,6 @@ def _flat(group: _manifest.Group) -> list:
         else:
             out.append((name, member.__getstate__()))
     return out
-
-
-# -- h5safe.weight_meta: dataset_at then dataset_meta, in one call ---------------------------------
-
-
-@pytest.fixture
-def legacy(tmp_path):
-    """A legacy layer's weights group (as tests/test_hdf5meta_lookup.py builds it, with a group
-    and a filtered dataset where a weight may be looked for)."""
-    path = tmp_path / "m.h5"
-    with h5py.File(path, "w") as h5:
-        layer = h5.create_group("model_weights/dense")
-        layer.create_dataset("dense/kernel:0", data=np.zeros((3, 4), "f4"))
-        layer.create_dataset("dense/bias:0", data=np.zeros(4, "f4"))
-        layer.create_dataset("dense/packed", data=np.zeros(64, "f4"), compression="gzip", chunks=(8,))
-        layer.create_dataset(
-            "dense/odd", data=np.zeros(4, "f4"), compression=32001, allow_unknown_filter=True
-        )
-    return path
-
-
-@pytest.mark.parametrize("path", [*PATHS, "dense/odd", "dense/odd/x", "dense//kernel:0", "/dense", ""])
-def test_weight_meta_is_dataset_at_then_dataset_meta(legacy, path):
-    with hm.open(legacy) as f:
-        layer = f["model_weights/dense"]
-        try:
-            ds = hm.h5safe.dataset_at(layer, path)
-            want = None if ds is None else (ds.name, *hm.h5safe.dataset_meta(ds))
-        except hm.HDF5MetaError as e:
-            want = type(e)
-    with hm.open(legacy) as f:  # a fresh file: nothing looked up before
-        layer = f["model_weights/dense"]
-        try:
-            got = hm.h5safe.weight_meta(layer, path)
-        except hm.HDF5MetaError as e:
-            got = type(e)
-    assert got == want
 
 
 def test_plain_group_fast_path_checks_as_a_full_parse(twins):

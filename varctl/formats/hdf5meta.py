@@ -1275,10 +1275,10 @@ class File:
     def _layer_weights(
         self, layer: tuple[_Header, str, tuple[int, ...]], paths: list[str]
     ) -> list[tuple[str, tuple[str, tuple[int, ...], str, int]]]:
-        """(path, h5safe.weight_meta of it) for each of `paths` (a legacy layer's `weight_names`)
-        below the group `layer` (its header, its members' path prefix and its ancestors and own
-        address), up to the first path that names no dataset; same lookups, checks and refusals
-        as `weight_meta` per path, in the same order.
+        """(path, (dataset name, *h5safe.dataset_meta)) of the dataset `h5safe.dataset_at` finds
+        at each of `paths` (a legacy layer's `weight_names`) below the group `layer` (its header,
+        its members' path prefix and its ancestors and own address), up to the first path that
+        names no dataset; same lookups, checks and refusals as `dataset_at` per path, in order.
 
         Without a Group object per group passed: the groups on the way are kept by path below
         the layer, as (header, prefix, ancestors), for the layer's other weights (a batch norm's
@@ -1303,7 +1303,7 @@ class File:
                 return found
             child = self._header(addr)
             name = prefix + last
-            if child.symtab is not None:  # a group: checked as weight_meta checks it, not a weight
+            if child.symtab is not None:  # a group: checked as dataset_at checks it, not a weight
                 self._check_group(addr, name, ancestors)
                 return found
             for code in child.filters:  # check_dataset
@@ -1316,7 +1316,7 @@ class File:
         self, node: tuple[_Header, str, tuple[int, ...]], path: str
     ) -> tuple[_Header, str, tuple[int, ...]] | None:
         """The group at `path` below `node` as (header, prefix, ancestors), or None when a part
-        names nothing or a dataset: weight_meta's walk of a path's parents (same checks)."""
+        names nothing or a dataset: dataset_at's walk of a path's parents (same checks)."""
         hdr, prefix, ancestors = node
         for part in path.split("/"):
             if not part:
@@ -1794,49 +1794,15 @@ class h5safe:
         return node if isinstance(node, _Dataset) else None
 
     @staticmethod
-    def weight_meta(group: _Group, path: str) -> tuple[str, tuple[int, ...], str, int] | None:
-        """(its path, shape, dtype name, item size) of the dataset `dataset_at` finds, as
-        `dataset_meta` gives them, or None (same refusals): what a legacy .h5 scan keeps of each
-        weight, in one call and without a Dataset object (each weight is asked for once; its meta
-        is the header's, shared by headers alike). legacy_h5._scan of layers_4000.h5, 8,000
-        weights, with every header and group parsed already: 65 -> 54 ms with list_attr's fast path."""
-        # dataset_at's walk; the last part's header is read without making (and keeping) a Dataset
-        *parents, last = path.split("/")
-        node = group
-        for part in parents:
-            if not part:
-                raise OutsideSubset(f"member name {part!r} is not one path component")
-            child = node._lookup(part)
-            if not isinstance(child, _Group):
-                if isinstance(child, _Dataset) and child.filters:
-                    h5safe.check_dataset(child)
-                return None
-            node = child
-        if not last:
-            raise OutsideSubset(f"member name {last!r} is not one path component")
-        addr = node._address(last)
-        if addr is None:
-            return None
-        file = node._file
-        hdr = file._header(addr)
-        if hdr.symtab is not None:  # a group: made and checked as dataset_at makes it, not a weight
-            node._lookup(last)
-            return None
-        name = node._prefix + last
-        for code in hdr.filters:  # check_dataset
-            if code not in _BUILTIN_FILTERS:
-                raise OutsideSubset(f"dataset '{name}' needs filter #{code}")
-        return (name, *(hdr.meta or file._dataset_meta(hdr, name)))
-
-    @staticmethod
     def layer_weights(
         weights: _Group, lname: str, key: str, budget: _Budget
     ) -> tuple[list[str], list[tuple[str, tuple[str, tuple[int, ...], str, int]]]] | None:
         """A legacy .h5 layer's weights in one call: None when `get_group(weights, lname)` is
         None; else its `list_attr(group, key) or []` (spent on `budget`) and, for each name in
-        it up to the first that names no dataset, (name, `weight_meta(group, name)`). The calls
-        legacy_h5._scan makes per layer, with the same checks and refusals in the same order,
-        without a Group object per group on the way (see File._layer_weights)."""
+        it up to the first that names no dataset, (name, (ds.name, *dataset_meta(ds))) of the
+        dataset `ds = dataset_at(group, name)`. Those calls' checks and refusals, in their
+        order, without a Group or Dataset object on the way (see File._layer_weights): what
+        legacy_h5._scan keeps of a layer. FIGURE"""
         if not lname or "/" in lname:  # get_member
             raise OutsideSubset(f"member name {lname!r} is not one path component")
         file = weights._file
