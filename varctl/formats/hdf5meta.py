@@ -1036,7 +1036,8 @@ class File:
         (and for one those checks refuse: the general path reads it again and refuses it).
 
         The nodes' reads inline, the root's in one unpack: a legacy .h5 reads a group per path
-        component (NASNetMobile.h5: 1,873 groups): links of all its groups 11.7 -> 9.4 ms."""
+        component; links of all the groups of NASNetMobile.h5 (1,874) 12.1 -> 10.8 ms, of
+        layers_4000.h5 (8,002) 53 -> 48 ms (9.2 and 45 ms with _one_link)."""
         visited, buf, base = self._nodes_seen, self._buf, self._base
         root = self._leaf_root
         if btree in visited or btree + root.size > self._len:
@@ -1210,12 +1211,13 @@ class File:
     def _one_link(
         self, names: _HeapNames, lo_at: int, hi_at: int, entries: tuple[int, ...]
     ) -> list[tuple[bytes, int]]:
-        """_small_group of a group with one member, its checks (and their order) as `_symbols`
-        makes them, unrolled: no slices, no zip, a flat memo key. Most groups of a legacy .h5 are
-        such (a weight's path is 4-5 groups deep: NASNetMobile.h5, 1,520 of 1,873 groups):
-        """
+        """_small_group of a group with one member (its B-tree leaf's keys at `lo_at` and `hi_at`
+        in the heap, its symbol table node's one entry `entries`), the checks (and their order)
+        of `_symbols`, unrolled: no slices, no zip, a flat memo key. Most groups of a legacy .h5
+        have one member (a weight's path is 4-5 groups deep: NASNetMobile.h5, 1,520 of 1,874
+        groups): links of all its groups 10.8 -> 9.2 ms, of layers_4000.h5's 48 -> 45 ms."""
         name_off, obj, cache_type, _ = entries
-        key = (lo_at, hi_at, name_off, cache_type)  # (ints: never a key of _small_group's)
+        key = (lo_at, hi_at, name_off, cache_type)  # (ints: never a key of _snod_links's)
         if names.shared:
             link_names = names.links.get(key)
             if link_names is not None:
@@ -1802,7 +1804,8 @@ class h5safe:
         it up to the first that names no dataset, (name, (ds.name, *dataset_meta(ds))) of the
         dataset `ds = dataset_at(group, name)`. Those calls' checks and refusals, in their
         order, without a Group or Dataset object on the way (see File._layer_weights): what
-        legacy_h5._scan keeps of a layer. FIGURE"""
+        legacy_h5._scan keeps of a layer. _scan of NASNetMobile.h5 (771 layers, 1,126 weights,
+        1,874 groups) 32 -> 28 ms, of layers_4000.h5 147 -> 133 ms (before _leaf_links)."""
         if not lname or "/" in lname:  # get_member
             raise OutsideSubset(f"member name {lname!r} is not one path component")
         file = weights._file
