@@ -1032,8 +1032,8 @@ class File:
     def _leaf_links(self, names: _HeapNames, btree: int) -> list[tuple[bytes, int]] | None:
         """`_small_group` of a group whose B-tree root `btree` is a leaf with one child (almost
         every group of a Keras file), both nodes read here with `_btree_node`'s and
-        `_symbol_node`'s checks, in their order; None, having read nothing, for any other root
-        (and for one those checks refuse: the general path reads it again and refuses it).
+        `_symbol_node`'s checks, in their order; None, having changed nothing, for any other
+        root and for a root `_btree_node` refuses (the general path then reads and refuses it).
 
         The nodes' reads inline, the root's in one unpack: a legacy .h5 reads a group per path
         component; links of all the groups of NASNetMobile.h5 (1,874) 12.1 -> 10.8 ms, of
@@ -1049,7 +1049,7 @@ class File:
         self._nodes_left -= 1
         if self._nodes_left < 0:
             raise Malformed("too many B-tree nodes")
-        # _symbol_node
+        # _symbol_node's read and checks, inline
         limit = self._len
         if snod in visited:
             raise Malformed("symbol table node visited twice (or shared by two groups)")
