@@ -18,9 +18,11 @@ import sys
 import unicodedata
 from fnmatch import fnmatchcase
 
+import pytest
+
 from varctl import out, render
 from varctl.formats import _sandbox
-from varctl.model import Cause, Layer, ModelFormat, ModelInfo, Risk, Variable
+from varctl.model import Cause, FrozenError, Layer, ModelFormat, ModelInfo, Risk, Variable
 from varctl.render import Column, Kind, Report
 from varctl.select import Selector
 
@@ -248,31 +250,33 @@ def test_the_columns_carry_no_callable():
     ]  # fmt: skip
 
 
-def test_variable_and_layer_init_is_the_generated_one():
-    """Variable and Layer fill their __dict__ at once instead of the frozen dataclass's __init__:
-    the same parameters, in field order, with the fields' defaults, and the same instances."""
-    import dataclasses
+def test_records_init_takes_their_fields_and_they_stay_frozen():
+    """Variable, Layer and ModelInfo (model.Record) fill their __dict__ in their own __init__:
+    its parameters are the annotated fields, in order, with their defaults; ==, hash, repr and
+    replace() go by those fields; no field can be assigned or deleted (as a frozen dataclass)."""
     import inspect
 
-    for kind in (Variable, Layer):
-        params = list(inspect.signature(kind.__init__).parameters.values())[1:]
-        fields = dataclasses.fields(kind)
-        assert [p.name for p in params] == [f.name for f in fields]
-        assert [p.default for p in params] == [
-            inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in fields
-        ]
-        assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
     info = _info(random.Random(8), 30)
-    for item in (*info.variables, *info.layers):
+    for kind in (Variable, Layer, ModelInfo):
+        params = list(inspect.signature(kind.__init__).parameters.values())[1:]
+        assert tuple(p.name for p in params) == kind._fields == tuple(kind.__annotations__)
+        assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        for p in params:  # a field's default is its class attribute (as a dataclass's)
+            assert p.default is inspect.Parameter.empty or p.default == getattr(kind, p.name), p
+    for item in (*info.variables, *info.layers, info):
         made = type(item)(**item.__dict__)
-        assert made == item and list(made.__dict__) == [f.name for f in dataclasses.fields(item)]
-        assert dataclasses.replace(item) == item and hash(made) == hash(item)
-        try:
+        assert made == item and hash(made) == hash(item) and list(made.__dict__) == list(item._fields)
+        assert item.replace() == item and item.replace() is not item
+        assert repr(made) == repr(item) and repr(item).startswith(f"{type(item).__name__}(")
+        changed = item.replace(name="other name")
+        assert changed.name == "other name" and changed != item and item.name != "other name"
+        with pytest.raises(TypeError, match="no field 'nope'"):
+            item.replace(nope=1)
+        with pytest.raises(FrozenError):
             made.name = "x"  # type: ignore[misc]
-        except dataclasses.FrozenInstanceError:
-            pass
-        else:
-            raise AssertionError("no longer frozen")
+        with pytest.raises(FrozenError):
+            del made.name  # type: ignore[misc]
+    assert info.variables[0] != info.layers[0] and info.variables[0] != tuple(info.variables[0]._values())
 
 
 # -- Selector ------------------------------------------------------------------------------------

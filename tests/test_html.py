@@ -14,7 +14,6 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import replace
 from html import unescape
 from pathlib import Path
 
@@ -82,8 +81,8 @@ def _hand_info() -> ModelInfo:
         # parents that point at each other (no reader makes this; the page must still show both)
         layers=(
             layer,
-            replace(layer, path="a", name="a", parent="b"),
-            replace(layer, path="b", name="b", parent="a"),
+            layer.replace(path="a", name="a", parent="b"),
+            layer.replace(path="b", name="b", parent="a"),
         ),
         variables=(var,),
         warnings=(f"warning {SCRIPT_END} {XSS} &amp; \u2028",),

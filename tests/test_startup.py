@@ -26,7 +26,7 @@ try:
     main()
 except SystemExit:
     pass
-sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic", "varctl.formats.rewrite", "zipfile") if m in sys.modules)) + "\\n")
+sys.stderr.write("\\nMODULES " + repr(sorted(m for m in ("typer", "rich", "h5py", "numpy", "pydantic", "varctl.formats.rewrite", "zipfile", "dataclasses", "inspect") if m in sys.modules)) + "\\n")
 """
 
 
@@ -53,14 +53,15 @@ def test_version_fast_path_matches_typer():
 def test_help_needs_neither_rich_nor_h5py():
     stdout, modules = _modules("--help")
     assert "list" in stdout
-    assert modules == ["typer"]
+    assert modules == ["inspect", "typer"]  # (Typer imports inspect)
 
 
 def test_list_json_does_not_import_rich():
     stdout, modules = _modules("list", "sample_models/seed_dense.keras", "-f", "json")
     assert '"schema": "varctl.list/2"' in stdout
     assert modules == []  # no typer (varctl/commands/_argv.py), rich, h5py, numpy, pydantic, edit types,
-    # and no zipfile: the parent never opens the file (the sandbox's reader process does)
+    # no zipfile: the parent never opens the file (the sandbox's reader process does), and no
+    # dataclasses nor the inspect it imports (~7 ms: see model.Record)
 
 
 def test_list_of_a_legacy_h5_does_not_import_zipfile():
@@ -71,6 +72,8 @@ def test_list_of_a_legacy_h5_does_not_import_zipfile():
         assert modules == [], env
     stdout, modules = _modules("list", "sample_models/seed_dense.keras", env={"VARCTL_NO_SANDBOX": "1"})
     assert modules == ["zipfile"]  # (the probe sees it: the test can fail)
+    stdout, modules = _modules("list", "sample_models/quant_int8.keras", env={"VARCTL_NO_SANDBOX": "1"})
+    assert modules == ["dataclasses", "inspect", "zipfile"]  # quantization.py's own records
 
 
 def _run_probe(probe: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ allows no request of any kind: everything it needs is inline.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 from typing import Any
@@ -89,7 +88,7 @@ def restrict(info: ModelInfo, variables: list[Variable]) -> ModelInfo:
         parts = v.layer.split("/")
         keep.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     layers = tuple(l for l in info.layers if l.path in keep)
-    return dataclasses.replace(info, layers=layers, variables=tuple(variables))
+    return info.replace(layers=layers, variables=tuple(variables))
 
 
 def script_json(payload: Any) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from dataclasses import dataclass, field, fields
 from enum import Enum
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+R = TypeVar("R", bound="Record")
 
 # JSON schema id of `varctl list -f json`. Renaming or removing a key, or changing what a key or
 # the order means, bumps it (docs/json.md). /2: variables in `model.weights` order, with `index`
@@ -55,8 +56,63 @@ class Cause(_Word):
     UNKNOWN = "unknown"  # the file does not say
 
 
-@dataclass(frozen=True, init=False)  # its own __init__, below
-class Variable:
+class FrozenError(AttributeError):
+    """A Record's field was assigned or deleted (as dataclasses.FrozenInstanceError)."""
+
+
+class Record:
+    """An immutable record: the fields its class annotates, in order (`_fields`), compared,
+    hashed and shown by them; `replace(**changes)` for a changed copy; no assignment after
+    __init__ (each class writes its own, filling __dict__).
+
+    What @dataclass(frozen=True) gave Variable, Layer and ModelInfo, written once: importing
+    dataclasses costs ~7 ms (it imports inspect, ast, dis and tokenize), and each frozen
+    dataclass ~1 ms more to create (it compiles six methods), ~11 ms in all of every varctl
+    command (a tenth of `varctl list` of NASNetMobile)."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [
+            k for k, v in cls.__dict__.get("__annotations__", {}).items() if not str(v).startswith("ClassVar")
+        ]
+        cls._fields = (*cls._fields, *(k for k in own if k not in cls._fields))
+
+    def _values(self) -> tuple[Any, ...]:
+        d = self.__dict__
+        return tuple([d[name] for name in self._fields])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined, no-any-return]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self._fields, self._values(), strict=True)
+        )
+        return f"{type(self).__qualname__}({shown})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenError(f"cannot assign to field '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenError(f"cannot delete field '{name}'")
+
+    def replace(self: R, **changes: Any) -> R:
+        """A copy with `changes` (made by __init__, as dataclasses.replace makes it)."""
+        unknown = changes.keys() - set(self._fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        return type(self)(**{**dict(zip(self._fields, self._values(), strict=True)), **changes})
+
+
+class Variable(Record):
     """One saved variable, named like Keras's layer hierarchy: `base/conv1/kernel`."""
 
     path: str  # enclosing layer names from the top model down (top name left out) + name
@@ -71,10 +127,9 @@ class Variable:
     quantization: str | None = None  # its layer's mode: int8, int4, float8, gptq, awq, lora, int8+lora
     logical_params: int | None = None  # packed int4: the weights it holds (params counts stored elements)
 
-    # The generated __init__ of a frozen dataclass sets each field through object.__setattr__: the
-    # 8,000 variables of layers_4000 took 13.6 ms to make, 6.3 ms filled in directly. Same signature
-    # as the generated one (tests/test_fast_paths.py checks it against the fields); init=False
-    # also spares compiling the generated one at import.
+    # __dict__ filled in directly: a frozen dataclass's generated __init__ set each field through
+    # object.__setattr__, and the 8,000 variables of layers_4000 took 13.6 ms to make, 6.3 ms so.
+    # Its parameters are the fields, in order (tests/test_fast_paths.py checks it).
     def __init__(
         self,
         path: str,
@@ -162,8 +217,7 @@ def reason_text(cause: Cause, detail: str | None) -> str | None:
     return f"unknown: {detail}" if detail else "unknown"
 
 
-@dataclass(frozen=True, init=False)  # its own __init__, below
-class Layer:
+class Layer(Record):
     """One layer of the saved model (including nested models and sublayers without config)."""
 
     path: str  # `base/block_1/conv`; the top model is not a Layer
@@ -180,7 +234,7 @@ class Layer:
     attr: str | None = None  # for a sublayer held in an attribute: the attribute's name
     quantization: str | None = None  # int8, int4, float8, gptq, awq, lora, int8+lora (None: plain)
 
-    # As Variable's: 4,000 layers took 7.6 ms to make with the generated __init__, 3.5 ms so.
+    # As Variable's: 4,000 layers took 7.6 ms to make with a dataclass's __init__, 3.5 ms so.
     def __init__(
         self,
         path: str,
@@ -224,8 +278,7 @@ class Risk(NamedTuple):  # not a frozen dataclass: the same record, ~0.4 ms less
         return {"kind": self.kind, "where": self.where, "what": self.what}
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(Record):
     """What a reader learned about one model file."""
 
     source: str  # the path as the user gave it
@@ -236,9 +289,36 @@ class ModelInfo:
     trainable: bool  # the top model's effective flag
     layers: tuple[Layer, ...]
     variables: tuple[Variable, ...]
-    warnings: tuple[str, ...] = field(default=())
-    risks: tuple[Risk, ...] = field(default=())  # Lambda layers, custom classes (config formats only)
-    details: tuple[str, ...] = field(default=())  # header facts (keras-hub preset, tokenizer, ...)
+    warnings: tuple[str, ...] = ()
+    risks: tuple[Risk, ...] = ()  # Lambda layers, custom classes (config formats only)
+    details: tuple[str, ...] = ()  # header facts (keras-hub preset, tokenizer, ...)
+
+    def __init__(
+        self,
+        source: str,
+        format: ModelFormat,
+        keras_version: str | None,
+        name: str,
+        class_name: str,
+        trainable: bool,
+        layers: tuple[Layer, ...],
+        variables: tuple[Variable, ...],
+        warnings: tuple[str, ...] = (),
+        risks: tuple[Risk, ...] = (),
+        details: tuple[str, ...] = (),
+    ) -> None:
+        d = self.__dict__
+        d["source"] = source
+        d["format"] = format
+        d["keras_version"] = keras_version
+        d["name"] = name
+        d["class_name"] = class_name
+        d["trainable"] = trainable
+        d["layers"] = layers
+        d["variables"] = variables
+        d["warnings"] = warnings
+        d["risks"] = risks
+        d["details"] = details
 
     def totals(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, int]:
         vs = self.variables if variables is None else variables
@@ -322,14 +402,14 @@ class ModelInfo:
         }
 
 
-def _columns(items: tuple[Any, ...], kind: type) -> tuple[tuple[Any, ...], ...]:
-    """`items` (instances of the dataclass `kind`) as one tuple per field."""
-    return tuple(zip(*map(attrgetter(*(f.name for f in fields(kind))), items), strict=True))
+def _columns(items: tuple[Any, ...], kind: type[Record]) -> tuple[tuple[Any, ...], ...]:
+    """`items` (instances of the Record `kind`) as one tuple per field."""
+    return tuple(zip(*map(attrgetter(*kind._fields), items), strict=True))
 
 
-def _rows(columns: tuple[tuple[Any, ...], ...], kind: type) -> tuple[Any, ...]:
+def _rows(columns: tuple[tuple[Any, ...], ...], kind: type[Record]) -> tuple[Any, ...]:
     """The instances `_columns` took apart, set as pickle sets them (no __init__: frozen)."""
-    names = [f.name for f in fields(kind)]
+    names = kind._fields
     if columns and len(columns) != len(names):  # () for no items
         raise ValueError(f"{len(columns)} columns for the {len(names)} fields of {kind.__name__}")
     made = []

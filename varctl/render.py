@@ -23,7 +23,6 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from enum import Enum
 from itertools import chain
 from json.encoder import encode_basestring as _json_str  # C, as json.dumps(ensure_ascii=False)
@@ -94,22 +93,33 @@ class Annotation(NamedTuple):
     file: str | None = None
 
 
-@dataclass
 class Report:
     """A report: the JSON `envelope`, whose `records_key` holds the records every format shows.
 
     `rows` turns one record into its table rows (default: the record itself), for reports whose
     records nest what the table shows flat (an assertion and the variables that fail it).
+    `annotations`: what `-f github` reports. (A plain class: see model.Record for why no dataclass.)
     """
 
-    title: str
-    columns: list[Column]
-    envelope: dict[str, Any]
-    records_key: str | None = None
-    summary: list[str] = field(default_factory=list)
-    csv_prefix: dict[str, Any] = field(default_factory=dict)  # e.g. {"model": path}
-    rows: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None
-    annotations: list[Annotation] = field(default_factory=list)  # what `-f github` reports
+    def __init__(
+        self,
+        title: str,
+        columns: list[Column],
+        envelope: dict[str, Any],
+        records_key: str | None = None,
+        summary: list[str] | None = None,
+        csv_prefix: dict[str, Any] | None = None,  # e.g. {"model": path}
+        rows: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None,
+        annotations: list[Annotation] | None = None,
+    ) -> None:
+        self.title = title
+        self.columns = columns
+        self.envelope = envelope
+        self.records_key = records_key
+        self.summary = [] if summary is None else summary
+        self.csv_prefix = {} if csv_prefix is None else csv_prefix
+        self.rows = rows
+        self.annotations = [] if annotations is None else annotations
 
     @property
     def records(self) -> list[dict[str, Any]]:

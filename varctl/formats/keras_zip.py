@@ -26,7 +26,6 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from varctl import safe_write
@@ -238,13 +237,18 @@ def _weights_member(members: dict[str, zipfile.ZipInfo]) -> zipfile.ZipInfo:
     raise UnreadableModel("not a Keras archive: no model.weights.h5 inside the zip")
 
 
-@dataclass
 class Manifest:
     """The raw scan of an archive: what interpret() needs besides the config."""
 
-    weights: _manifest.Group  # model.weights.h5 without its training-state groups
-    keras_version: str | None
-    slots: Slots | None = None  # (shape, dtype) of each `optimizer/vars/<i>`, when scanned
+    def __init__(
+        self,
+        weights: _manifest.Group,  # model.weights.h5 without its training-state groups
+        keras_version: str | None,
+        slots: Slots | None = None,  # (shape, dtype) of each `optimizer/vars/<i>`, when scanned
+    ) -> None:
+        self.weights = weights
+        self.keras_version = keras_version
+        self.slots = slots
 
 
 def read(path: str, source: str, fileobj: IO[bytes] | None = None, for_edit: bool = False) -> Parsed:

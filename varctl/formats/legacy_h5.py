@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from varctl import safe_write
@@ -48,14 +47,20 @@ if TYPE_CHECKING:
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
 
-@dataclass
 class Manifest:
     """The raw scan of a legacy .h5 file: what interpret() needs besides the config."""
 
-    groups: list[tuple[str, list[tuple[str, Dataset]]]]  # (layer name, [(weight name, dataset)])
-    keras_version: str | None
-    training_config: str | None  # the raw attribute: present when the model was saved compiled
-    slot_names: list[str] | None = None  # `optimizer_weights` weight_names (scanned for custom layers)
+    def __init__(
+        self,
+        groups: list[tuple[str, list[tuple[str, Dataset]]]],  # (layer name, [(weight name, dataset)])
+        keras_version: str | None,
+        training_config: str | None,  # the raw attribute: present when the model was saved compiled
+        slot_names: list[str] | None = None,  # `optimizer_weights` weight_names (for custom layers)
+    ) -> None:
+        self.groups = groups
+        self.keras_version = keras_version
+        self.training_config = training_config
+        self.slot_names = slot_names
 
 
 def _read_config(h5: Any, h5s: Any = _h5safe) -> Any:

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from varctl.formats.catalog import LayerSpec, VarSpec, is_variant, lora_rank, mode_of
+from varctl.formats.catalog import ChildSpec, LayerSpec, VarSpec, is_variant, lora_rank, mode_of
 from varctl.model import Cause, ModelInfo, Variable, within
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ class Made:
         return self.created_trainable if self.trainable is None else self.trainable
 
 
-@dataclass(frozen=True)
 class QuantSpec(LayerSpec):
     """A LayerSpec (variables in save order, as the file holds them) plus what Keras adds on load."""
 
@@ -51,6 +50,20 @@ class QuantSpec(LayerSpec):
     mode: str | None = None  # int8 | int4 | float8 | gptq | awq | None
     lora_rank: int | None = None
     made: tuple[Made, ...] = ()  # every variable in creation order, stored or not
+
+    def __init__(
+        self,
+        variables: tuple[VarSpec, ...],
+        children: tuple[ChildSpec, ...] = (),
+        mode: str | None = None,
+        lora_rank: int | None = None,
+        made: tuple[Made, ...] = (),
+    ) -> None:
+        super().__init__(variables, children)
+        d = self.__dict__
+        d["mode"] = mode
+        d["lora_rank"] = lora_rank
+        d["made"] = made
 
     @property
     def label(self) -> str | None:
@@ -294,9 +307,7 @@ def apply(tree: Tree, info: ModelInfo, nodes: list[Node] | None = None) -> Model
                 shape = _made_shape(node, spec, m, found)
                 if shape is None:
                     break
-                probe = (
-                    dataclasses.replace(_PROBE, cause=Cause.NATURE, detail=m.nature) if m.nature else _PROBE
-                )
+                probe = _PROBE.replace(cause=Cause.NATURE, detail=m.nature) if m.nature else _PROBE
                 cause, detail = tree._effective(node, probe)
                 v = Variable(
                     path=f"{node.path}/{m.name}" if node.path else m.name,
@@ -309,9 +320,7 @@ def apply(tree: Tree, info: ModelInfo, nodes: list[Node] | None = None) -> Model
                     storage="",  # not in the file
                     itemsize=_ITEMSIZE.get(m.dtype, 4),
                 )
-            new.append(
-                dataclasses.replace(v, quantization=spec.label, logical_params=_logical(node, m, v, found))
-            )
+            new.append(v.replace(quantization=spec.label, logical_params=_logical(node, m, v, found)))
         else:
             slots = sorted(index[id(v)] for v in current)
             if slots != list(range(slots[0], slots[0] + len(slots))):
@@ -329,7 +338,7 @@ def apply(tree: Tree, info: ModelInfo, nodes: list[Node] | None = None) -> Model
         elif i not in dropped:
             flat.append(v)
     layers = tuple(
-        dataclasses.replace(layer, quantization=labels[layer.path]) if layer.path in labels else layer
+        layer.replace(quantization=labels[layer.path]) if layer.path in labels else layer
         for layer in info.layers
     )
     warnings = list(info.warnings)
@@ -342,7 +351,7 @@ def apply(tree: Tree, info: ModelInfo, nodes: list[Node] | None = None) -> Model
             '("expected N variables, but received N-1"); the list shows what Keras builds for them, '
             "with `kernel_zero` not in the file"
         )
-    return dataclasses.replace(info, variables=tuple(flat), layers=layers, warnings=tuple(warnings))
+    return info.replace(variables=tuple(flat), layers=layers, warnings=tuple(warnings))
 
 
 _ITEMSIZE = {"float32": 4, "uint8": 1, "int8": 1}

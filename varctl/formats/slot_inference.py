@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from varctl.formats.catalog import TRACKING_ORDER
@@ -228,8 +228,8 @@ def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
         if v.cause is not Cause.UNKNOWN:
             return v
         if v.path in frozen:
-            return replace(v, cause=Cause.NATURE, detail=INFERRED)
-        return replace(v, cause=Cause.TRAINABLE, detail=None)
+            return v.replace(cause=Cause.NATURE, detail=INFERRED)
+        return v.replace(cause=Cause.TRAINABLE, detail=None)
 
     variables = tuple(settled(v) for v in info.variables)
     # settled: the warnings no longer say the state is unknown (tree.Tree._unknown_warnings), and
@@ -245,4 +245,4 @@ def _settle(info: ModelInfo, frozen: set[str]) -> ModelInfo | None:
             f"{names} not trainable: inferred from the saved optimizer state, which holds slots only "
             "for trainable variables (the file does not record add_weight(trainable=False))",
         )
-    return replace(info, variables=variables, warnings=notes)
+    return info.replace(variables=variables, warnings=notes)
