@@ -64,6 +64,13 @@ def test_list_json_does_not_import_rich():
     # dataclasses nor the inspect it imports (~7 ms: see model.Record)
 
 
+def test_check_of_flags_imports_neither_rich_nor_dataclasses():
+    """No bar to draw (no values read), no TTY: `check` needs no rich (~35 ms), nor dataclasses."""
+    stdout, modules = _modules("check", "sample_models/seed_dense.keras", "--trainable", "*")
+    assert "1 model checked: 1 passed" in stdout
+    assert modules == []
+
+
 def test_list_of_a_legacy_h5_does_not_import_zipfile():
     """zipfile and what it imports (bz2, lzma, shutil, threading: ~4 ms) are for .keras archives."""
     for env in (None, {"VARCTL_NO_SANDBOX": "1"}):  # the parent; the reader, in-process

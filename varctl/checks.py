@@ -8,10 +8,9 @@ of variables per child; progress is reported after each batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from varctl.model import Cause, ModelInfo, Variable, within
+from varctl.model import Cause, ModelInfo, Record, Variable, within
 from varctl.select import Selector, no_match_error
 
 if TYPE_CHECKING:  # numpy and h5py (via values) only when values are read: `check` of flags needs neither
@@ -28,8 +27,8 @@ def _nbytes(v: Variable) -> int:
     return v.nbytes
 
 
-@dataclass(frozen=True)
-class Assertions:
+# Records (model.Record), not dataclasses: `check` imports no dataclasses either (~7 ms).
+class Assertions(Record):
     """What `varctl check` asserts about every model. Empty: only that each model is readable."""
 
     frozen: tuple[str, ...] = ()
@@ -42,8 +41,29 @@ class Assertions:
     no_lambda: bool = False  # no Lambda layer, serialized lambda or other layer that wraps code
     only_keras_layers: bool = False  # nothing but Keras's own classes and functions (implies no_lambda)
 
-    def __post_init__(self) -> None:
-        Selector(self.frozen + self.trainable + self.patterns, self.regex)  # bad regex: UsageError now
+    def __init__(
+        self,
+        frozen: tuple[str, ...] = (),
+        trainable: tuple[str, ...] = (),
+        max_trainable_params: int | None = None,
+        min_trainable_params: int | None = None,
+        finite: bool = False,
+        patterns: tuple[str, ...] = (),
+        regex: bool = False,
+        no_lambda: bool = False,
+        only_keras_layers: bool = False,
+    ) -> None:
+        d = self.__dict__
+        d["frozen"] = frozen
+        d["trainable"] = trainable
+        d["max_trainable_params"] = max_trainable_params
+        d["min_trainable_params"] = min_trainable_params
+        d["finite"] = finite
+        d["patterns"] = patterns
+        d["regex"] = regex
+        d["no_lambda"] = no_lambda
+        d["only_keras_layers"] = only_keras_layers
+        Selector(frozen + trainable + patterns, regex)  # bad regex: UsageError now
 
 
 def bytes_to_read(info: ModelInfo, assertions: Assertions) -> int:
@@ -53,8 +73,7 @@ def bytes_to_read(info: ModelInfo, assertions: Assertions) -> int:
     return sum(v.nbytes for v in scope_of(info, assertions.patterns, assertions.regex))
 
 
-@dataclass(frozen=True)
-class Offender:
+class Offender(Record):
     """A variable that breaks an assertion, and how."""
 
     path: str
@@ -63,6 +82,23 @@ class Offender:
     reason: str | None = None
     nan: int | None = None
     inf: int | None = None
+
+    def __init__(
+        self,
+        path: str,
+        detail: str,
+        trainable: bool | None = None,
+        reason: str | None = None,
+        nan: int | None = None,
+        inf: int | None = None,
+    ) -> None:
+        d = self.__dict__
+        d["path"] = path
+        d["detail"] = detail
+        d["trainable"] = trainable
+        d["reason"] = reason
+        d["nan"] = nan
+        d["inf"] = inf
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,8 +111,7 @@ class Offender:
         }
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Record):
     """One assertion evaluated on one model."""
 
     assertion: str  # frozen | trainable | max_trainable_params | min_trainable_params | finite
@@ -86,6 +121,25 @@ class Outcome:
     checked: int  # variables the assertion looked at
     offenders: tuple[Offender, ...] = ()
     hint: str | None = None
+
+    def __init__(
+        self,
+        assertion: str,
+        argument: str | int | None,
+        ok: bool,
+        message: str,
+        checked: int,
+        offenders: tuple[Offender, ...] = (),
+        hint: str | None = None,
+    ) -> None:
+        d = self.__dict__
+        d["assertion"] = assertion
+        d["argument"] = argument
+        d["ok"] = ok
+        d["message"] = message
+        d["checked"] = checked
+        d["offenders"] = offenders
+        d["hint"] = hint
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,10 +153,16 @@ class Outcome:
         }
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Record):
+    """The outcomes of the assertions on one model."""
+
     info: ModelInfo
     outcomes: tuple[Outcome, ...]
+
+    def __init__(self, info: ModelInfo, outcomes: tuple[Outcome, ...]) -> None:
+        d = self.__dict__
+        d["info"] = info
+        d["outcomes"] = outcomes
 
     @property
     def ok(self) -> bool:

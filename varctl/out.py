@@ -81,8 +81,11 @@ def progress(total_bytes: int, label: str) -> Iterator[Callable[[int], None]]:
 
     The bar is transient (erased when done), so it never mixes with data or messages.
     """
+    if total_bytes < PROGRESS_MIN_BYTES:  # (first: `check` of flags reads 0 bytes and needs no rich)
+        yield lambda _n: None
+        return
     console = err()
-    if not console.is_terminal or total_bytes < PROGRESS_MIN_BYTES:
+    if not console.is_terminal:
         yield lambda _n: None
         return
     from rich.markup import escape
