@@ -256,10 +256,17 @@ def test_records_init_takes_their_fields_and_they_stay_frozen():
     replace() go by those fields; no field can be assigned or deleted (as a frozen dataclass)."""
     import inspect
 
+    from varctl import checks
+    from varctl.formats.catalog import LayerSpec
+    from varctl.formats.quantization import QuantSpec
+
     info = _info(random.Random(8), 30)
-    for kind in (Variable, Layer, ModelInfo):
+    records = (checks.Assertions, checks.Offender, checks.Outcome, checks.CheckResult, LayerSpec, QuantSpec)
+    for kind in (Variable, Layer, ModelInfo, *records):
         params = list(inspect.signature(kind.__init__).parameters.values())[1:]
-        assert tuple(p.name for p in params) == kind._fields == tuple(kind.__annotations__)
+        annotated = [k for k, v in inspect.get_annotations(kind).items() if not v.startswith("ClassVar")]
+        assert tuple(p.name for p in params) == kind._fields, kind
+        assert kind._fields[-len(annotated) :] == tuple(annotated), kind  # a subclass's last
         assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         for p in params:  # a field's default is its class attribute (as a dataclass's)
             assert p.default is inspect.Parameter.empty or p.default == getattr(kind, p.name), p

@@ -53,16 +53,7 @@ class Assertions(Record):
         no_lambda: bool = False,
         only_keras_layers: bool = False,
     ) -> None:
-        d = self.__dict__
-        d["frozen"] = frozen
-        d["trainable"] = trainable
-        d["max_trainable_params"] = max_trainable_params
-        d["min_trainable_params"] = min_trainable_params
-        d["finite"] = finite
-        d["patterns"] = patterns
-        d["regex"] = regex
-        d["no_lambda"] = no_lambda
-        d["only_keras_layers"] = only_keras_layers
+        self._init(locals())
         Selector(frozen + trainable + patterns, regex)  # bad regex: UsageError now
 
 
@@ -92,13 +83,7 @@ class Offender(Record):
         nan: int | None = None,
         inf: int | None = None,
     ) -> None:
-        d = self.__dict__
-        d["path"] = path
-        d["detail"] = detail
-        d["trainable"] = trainable
-        d["reason"] = reason
-        d["nan"] = nan
-        d["inf"] = inf
+        self._init(locals())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,14 +117,7 @@ class Outcome(Record):
         offenders: tuple[Offender, ...] = (),
         hint: str | None = None,
     ) -> None:
-        d = self.__dict__
-        d["assertion"] = assertion
-        d["argument"] = argument
-        d["ok"] = ok
-        d["message"] = message
-        d["checked"] = checked
-        d["offenders"] = offenders
-        d["hint"] = hint
+        self._init(locals())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,9 +138,7 @@ class CheckResult(Record):
     outcomes: tuple[Outcome, ...]
 
     def __init__(self, info: ModelInfo, outcomes: tuple[Outcome, ...]) -> None:
-        d = self.__dict__
-        d["info"] = info
-        d["outcomes"] = outcomes
+        self._init(locals())
 
     @property
     def ok(self) -> bool:

@@ -80,6 +80,12 @@ class Record:
         ]
         cls._fields = (*cls._fields, *(k for k in own if k not in cls._fields))
 
+    def _init(self, values: dict[str, Any]) -> None:
+        """Set the fields from `values`: an __init__'s `locals()`, its parameters the fields."""
+        d = self.__dict__
+        for name in self._fields:
+            d[name] = values[name]
+
     def _values(self) -> tuple[Any, ...]:
         d = self.__dict__
         return tuple([d[name] for name in self._fields])
@@ -307,18 +313,7 @@ class ModelInfo(Record):
         risks: tuple[Risk, ...] = (),
         details: tuple[str, ...] = (),
     ) -> None:
-        d = self.__dict__
-        d["source"] = source
-        d["format"] = format
-        d["keras_version"] = keras_version
-        d["name"] = name
-        d["class_name"] = class_name
-        d["trainable"] = trainable
-        d["layers"] = layers
-        d["variables"] = variables
-        d["warnings"] = warnings
-        d["risks"] = risks
-        d["details"] = details
+        self._init(locals())
 
     def totals(self, variables: tuple[Variable, ...] | list[Variable] | None = None) -> dict[str, int]:
         vs = self.variables if variables is None else variables

@@ -49,9 +49,7 @@ class LayerSpec(Record):
     variant: ClassVar[bool] = False
 
     def __init__(self, variables: tuple[VarSpec, ...], children: tuple[ChildSpec, ...] = ()) -> None:
-        d = self.__dict__
-        d["variables"] = variables
-        d["children"] = children
+        self._init(locals())
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:

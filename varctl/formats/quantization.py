@@ -59,11 +59,7 @@ class QuantSpec(LayerSpec):
         lora_rank: int | None = None,
         made: tuple[Made, ...] = (),
     ) -> None:
-        super().__init__(variables, children)
-        d = self.__dict__
-        d["mode"] = mode
-        d["lora_rank"] = lora_rank
-        d["made"] = made
+        self._init(locals())
 
     @property
     def label(self) -> str | None:
