@@ -1,5 +1,5 @@
-"""hdf5meta lookups by name: the per-group member cache, `h5safe.dataset_at` against the generic
-`_layout.weight_dataset` walk, and the batched variable-length string reads."""
+"""hdf5meta lookups by name: the per-group member cache, `h5safe.layer_weights` against h5py's
+(`_h5safe.layer_weights`), and the batched variable-length string reads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from varctl.formats import _h5safe
 from varctl.formats import hdf5meta as hm
-from varctl.formats._layout import weight_dataset
 from varctl.formats.hdf5meta import Malformed, OutsideSubset
 
 
@@ -30,42 +29,24 @@ def legacy(tmp_path: Path) -> Path:
     return path
 
 
-def _generic(group, path: str):
-    """`weight_dataset`'s walk without the one-call fast path (part by part, get_member)."""
-    h5s = hm.h5safe
-    ds = group
-    for part in path.split("/"):
-        ds = h5s.get_member(ds, part) if h5s.is_group(ds) else None
-    return ds if h5s.is_dataset(ds) else None
-
-
 PATHS = ["dense/kernel:0", "dense/bias:0", "dense/packed", "dense", "absent", "dense/absent",
          "dense/kernel:0/x", "dense/kernel:0/", "kernel:0", "dense/kernel:0//"]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_dataset_at_is_the_generic_walk(legacy: Path, path: str) -> None:
-    with hm.open(legacy) as f:
-        layer = f["model_weights/dense"]
-        want = _generic(layer, path)
-        got = hm.h5safe.dataset_at(layer, path)
-        assert weight_dataset(layer, path, hm.h5safe) is got
-        assert (got is None) == (want is None)
-        if got is not None:
-            assert (got.name, got.shape, got.dtype) == (want.name, want.shape, want.dtype)
-    with h5py.File(legacy, "r") as h5:  # and h5py agrees on which paths name a dataset
-        ds = weight_dataset(h5["model_weights/dense"], path, _h5safe)
-        assert (ds is None) == (want is None)
-
-
-@pytest.mark.parametrize("path", ["dense//kernel:0", "/dense", ""])
-def test_dataset_at_refuses_empty_parts_as_get_member(legacy: Path, path: str) -> None:
-    with hm.open(legacy) as f:
-        layer = f["model_weights/dense"]
-        with pytest.raises(OutsideSubset, match="not one path component"):
-            _generic(layer, path)
-        with pytest.raises(OutsideSubset, match="not one path component"):
-            hm.h5safe.dataset_at(layer, path)
+def test_layer_weights_find_what_h5py_finds(legacy: Path, path: str, monkeypatch) -> None:
+    """A `weight_names` entry names a dataset for hdf5meta exactly when it does for h5py; the
+    entries read in place of the file's, on both backends."""
+    names = ["dense/kernel:0", path, "dense/bias:0"]
+    monkeypatch.setattr(hm, "_list_attr", lambda file, attrs, key: names)
+    monkeypatch.setattr(_h5safe, "list_attr", lambda obj, key: names)
+    with hm.open(legacy) as f, h5py.File(legacy, "r") as h5:
+        got = hm.h5safe.layer_weights(f["model_weights"], "dense", "weight_names", hm.h5safe.Budget())
+        want = _h5safe.layer_weights(h5["model_weights"], "dense", "weight_names", _h5safe.Budget())
+    assert got == want
+    assert got is not None and len(got[1]) == (
+        3 if path in ("dense/kernel:0", "dense/bias:0", "dense/packed") else 1
+    )
 
 
 def test_lookups_are_made_once_and_forgotten_on_close(legacy: Path) -> None:

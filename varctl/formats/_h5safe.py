@@ -7,10 +7,12 @@ external storage when asked (a plain `f[name]` does), so each member is checked 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from varctl.errors import UnreadableModel, UnsafeFile
+from varctl.formats import _layout
 
 if TYPE_CHECKING:
     import h5py
@@ -238,6 +240,14 @@ def str_attr(obj: h5py.HLObject, key: str) -> str | None:
     if len(value) > MAX_ATTR_BYTES:
         raise UnsafeFile(f"HDF5 attribute '{key}' is too large")
     return value
+
+
+def layer_weights(
+    weights: h5py.Group, lname: str, key: str, budget: Budget
+) -> tuple[list[str], list[tuple[str, tuple[str, tuple[int, ...], str, int]]]] | None:
+    """`_layout.layer_weights` with this backend (hdf5meta.h5safe has its own: the same walk,
+    without an object per group)."""
+    return _layout.layer_weights(sys.modules[__name__], weights, lname, key, budget)
 
 
 def list_attr(obj: h5py.HLObject, key: str) -> list[str] | None:

@@ -1,5 +1,5 @@
 """Keras's on-disk layout, named once: archive members, HDF5 group and attribute names, and the
-walks every Keras HDF5 reader shares (the save-order key, a `weight_names` entry's dataset).
+walks every Keras HDF5 reader shares (the save-order key, a legacy layer's weights).
 
 Only format modules import this; nothing outside `varctl/formats/` knows these names.
 """
@@ -7,12 +7,9 @@ Only format modules import this; nothing outside `varctl/formats/` knows these n
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from varctl.errors import UnreadableModel, UnsafeFile
-
-if TYPE_CHECKING:  # h5py is imported lazily: `varctl --help` never pays for it
-    import h5py
 
 # .keras archive members (keras.src.saving.saving_lib)
 CONFIG_MEMBER = "config.json"
@@ -46,20 +43,29 @@ def name_key(attr: str) -> str:
     return f"~{attr}" if attr.startswith("_") else attr
 
 
-def weight_dataset(group: h5py.Group, wname: str, h5s: Any = None) -> h5py.Dataset | None:
-    """The dataset a `weight_names` entry names inside its layer's group (None if there is none).
-
-    `h5s`: the backend whose objects `group` is (default `_h5safe`, h5py)."""
-    if h5s is None:
-        from varctl.formats import _h5safe as h5s
-    walk = getattr(h5s, "dataset_at", None)  # the same walk in one call (hdf5meta.h5safe)
-    if walk is not None:
-        return walk(group, wname)  # type: ignore[no-any-return]
-
-    ds: Any = group
-    for part in wname.split("/"):
-        ds = h5s.get_member(ds, part) if h5s.is_group(ds) else None
-    return ds if h5s.is_dataset(ds) else None
+def layer_weights(
+    h5s: Any, weights: Any, lname: str, key: str, budget: Any
+) -> tuple[list[str], list[tuple[str, tuple[str, tuple[int, ...], str, int]]]] | None:
+    """A legacy .h5 layer's weights, through the backend `h5s` (whose objects `weights` is):
+    None when `weights` has no group `lname`; else the names its `key` attribute lists
+    (`weight_names`, spent on `budget`) and, for each name up to the first that names no
+    dataset, (name, (dataset path, *dataset_meta)), each part of a name looked up as
+    `get_member` does. legacy_h5 and weights_h5 read each layer with `h5s.layer_weights`:
+    this walk for h5py (_h5safe), the same in one call for hdf5meta.h5safe."""
+    group = h5s.get_group(weights, lname)
+    if group is None:
+        return None
+    names = h5s.list_attr(group, key) or []
+    budget.spend(len(names))
+    found = []
+    for name in names:
+        obj: Any = group
+        for part in name.split("/"):
+            obj = h5s.get_member(obj, part) if h5s.is_group(obj) else None
+        if not h5s.is_dataset(obj):
+            break
+        found.append((name, (obj.name, *h5s.dataset_meta(obj))))
+    return names, found
 
 
 def parse_json(data: bytes, what: str) -> Any:

@@ -1278,10 +1278,10 @@ class File:
     def _layer_weights(
         self, layer: tuple[_Header, str, tuple[int, ...]], paths: list[str]
     ) -> list[tuple[str, tuple[str, tuple[int, ...], str, int]]]:
-        """(path, (dataset name, *h5safe.dataset_meta)) of the dataset `h5safe.dataset_at` finds
-        at each of `paths` (a legacy layer's `weight_names`) below the group `layer` (its header,
+        """(path, (dataset name, *h5safe.dataset_meta)) of the dataset each of `paths` names
+        (`_layout.layer_weights`'s walk, part by part as `h5safe.get_member`) (a legacy layer's `weight_names`) below the group `layer` (its header,
         its members' path prefix and its ancestors and own address), up to the first path that
-        names no dataset; same lookups, checks and refusals as `dataset_at` per path, in order.
+        names no dataset; same lookups, checks and refusals as that walk, in order.
 
         Without a Group object per group passed: the groups on the way are kept by path below
         the layer, as (header, prefix, ancestors), for the layer's other weights (a batch norm's
@@ -1306,7 +1306,7 @@ class File:
                 return found
             child = self._header(addr)
             name = prefix + last
-            if child.symtab is not None:  # a group: checked as dataset_at checks it, not a weight
+            if child.symtab is not None:  # a group: checked as get_member checks it, not a weight
                 self._check_group(addr, name, ancestors)
                 return found
             for code in child.filters:  # check_dataset
@@ -1319,7 +1319,7 @@ class File:
         self, node: tuple[_Header, str, tuple[int, ...]], path: str
     ) -> tuple[_Header, str, tuple[int, ...]] | None:
         """The group at `path` below `node` as (header, prefix, ancestors), or None when a part
-        names nothing or a dataset: dataset_at's walk of a path's parents (same checks)."""
+        names nothing or a dataset: the walk of a path's parents (get_member's checks)."""
         hdr, prefix, ancestors = node
         for part in path.split("/"):
             if not part:
@@ -1783,31 +1783,13 @@ class h5safe:
         return obj
 
     @staticmethod
-    def dataset_at(group: _Group, path: str) -> _Dataset | None:
-        """The dataset at a '/'-separated `path` below `group`, each part looked up as `get_member`
-        does (same refusals), or None: `_layout.weight_dataset` in one call (a legacy .h5 walks a
-        path per weight: layers_4000, 8,000 walks of 2 parts)."""
-        node: _Group | _Dataset | None = group
-        for part in path.split("/"):
-            if not isinstance(node, _Group):
-                return None
-            if not part:
-                raise OutsideSubset(f"member name {part!r} is not one path component")
-            node = node._lookup(part)
-            if isinstance(node, _Dataset) and node.filters:
-                h5safe.check_dataset(node)
-        return node if isinstance(node, _Dataset) else None
-
-    @staticmethod
     def layer_weights(
         weights: _Group, lname: str, key: str, budget: _Budget
     ) -> tuple[list[str], list[tuple[str, tuple[str, tuple[int, ...], str, int]]]] | None:
-        """A legacy .h5 layer's weights in one call: None when `get_group(weights, lname)` is
-        None; else its `list_attr(group, key) or []` (spent on `budget`) and, for each name in
-        it up to the first that names no dataset, (name, (ds.name, *dataset_meta(ds))) of the
-        dataset `ds = dataset_at(group, name)`. Those calls' checks and refusals, in their
-        order, without a Group or Dataset object on the way (see File._layer_weights): what
-        legacy_h5._scan keeps of a layer. _scan of NASNetMobile.h5 (771 layers, 1,126 weights,
+        """`_layout.layer_weights` (a legacy .h5 layer's weights: its group, its `key` names and
+        the dataset each names, each part looked up as `get_member` does) with the checks and
+        refusals of those calls, in their order, without a Group or Dataset object on the way
+        (see File._layer_weights). _scan of NASNetMobile.h5 (771 layers, 1,126 weights,
         1,874 groups) 32 -> 28 ms, of layers_4000.h5 147 -> 133 ms (before _leaf_links)."""
         if not lname or "/" in lname:  # get_member
             raise OutsideSubset(f"member name {lname!r} is not one path component")

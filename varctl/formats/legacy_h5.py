@@ -31,7 +31,6 @@ from varctl.formats._layout import (
     WEIGHT_NAMES,
     parse_json,
     parse_json_text,
-    weight_dataset,
 )
 from varctl.formats._manifest import Dataset
 from varctl.formats._sandbox import in_child
@@ -125,34 +124,15 @@ def _scan(weights: Any, h5s: Any = _h5safe) -> list[tuple[str, list[tuple[str, D
     if layer_names is None:
         raise UnreadableModel("legacy .h5 'model_weights' has no 'layer_names' attribute")
     budget.spend(len(layer_names))
-    # hdf5meta reads a layer's group, its weight names and its weights' datasets and meta in one
-    # call (no Group or Dataset object on the way), with the checks of the calls below, in order.
-    layer_weights = getattr(h5s, "layer_weights", None)
     out = []
     for lname in layer_names:
-        if layer_weights is not None:
-            got = layer_weights(weights, lname, WEIGHT_NAMES, budget)
-            if got is None:
-                raise UnreadableModel(f"legacy .h5 has no weights group for layer '{lname}'")
-            names, fields_found = got
-            if len(fields_found) < len(names):
-                missing = names[len(fields_found)]
-                raise UnreadableModel(f"legacy .h5 lists weight '{missing}' but has no such dataset")
-            out.append((lname, [(wname, Dataset(*fields)) for wname, fields in fields_found]))
-            continue
-        group = h5s.get_group(weights, lname)
-        if group is None:
+        got = h5s.layer_weights(weights, lname, WEIGHT_NAMES, budget)
+        if got is None:
             raise UnreadableModel(f"legacy .h5 has no weights group for layer '{lname}'")
-        names = h5s.list_attr(group, WEIGHT_NAMES) or []
-        budget.spend(len(names))
-        found = []
-        for wname in names:
-            ds = weight_dataset(group, wname, h5s)
-            fields = None if ds is None else (ds.name, *h5s.dataset_meta(ds))
-            if fields is None:
-                raise UnreadableModel(f"legacy .h5 lists weight '{wname}' but has no such dataset")
-            found.append((wname, Dataset(*fields)))
-        out.append((lname, found))
+        names, found = got
+        if len(found) < len(names):
+            raise UnreadableModel(f"legacy .h5 lists weight '{names[len(found)]}' but has no such dataset")
+        out.append((lname, [(wname, Dataset(*fields)) for wname, fields in found]))
     return out
 
 

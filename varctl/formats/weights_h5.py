@@ -24,7 +24,6 @@ from varctl.formats._layout import (
     NOT_MODEL_STATE,
     VARS,
     WEIGHT_NAMES,
-    weight_dataset,
 )
 from varctl.formats.parsed import Parsed
 from varctl.model import NOT_STORED, Cause, Layer, ModelFormat, ModelInfo, Variable
@@ -108,8 +107,9 @@ def open_values(path: str) -> Iterator[h5py.Group]:
         yield h5
 
 
-def _variable(h5s: Any, path: str, layer: str, name: str, ds: Any) -> Variable:
-    shape, dtype, itemsize = h5s.dataset_meta(ds)
+def _variable(path: str, layer: str, name: str, dataset: tuple[str, tuple[int, ...], str, int]) -> Variable:
+    """A variable of a legacy weights file; `dataset`: its (path, shape, dtype name, item size)."""
+    storage, shape, dtype, itemsize = dataset
     return Variable(
         path=path,
         layer=layer,
@@ -118,7 +118,7 @@ def _variable(h5s: Any, path: str, layer: str, name: str, ds: Any) -> Variable:
         dtype=dtype,
         cause=Cause.UNKNOWN,
         detail=UNKNOWN_DETAIL,
-        storage=ds.name,
+        storage=storage,
         itemsize=itemsize,
     )
 
@@ -130,16 +130,14 @@ def _legacy(h5s: Any, h5: Any) -> tuple[list[Variable], list[Layer]]:
     layer_names = h5s.list_attr(h5, LAYER_NAMES) or []
     budget.spend(len(layer_names))
     for lname in layer_names:
-        group = h5s.get_group(h5, lname)
-        if group is None:
+        got = h5s.layer_weights(h5, lname, WEIGHT_NAMES, budget)
+        if got is None:
             raise UnreadableModel(f"weights file has no group for layer '{lname}'")
         layers.append(Layer(lname, lname, NOT_STORED, True, None, False, 0, None, known=False))
-        names = h5s.list_attr(group, WEIGHT_NAMES) or []
-        budget.spend(len(names))
-        for wname in names:
-            ds = weight_dataset(group, wname, h5s)
-            if ds is None:
-                raise UnreadableModel(f"weights file lists weight '{wname}' but has no such dataset")
+        names, found = got
+        if len(found) < len(names):
+            raise UnreadableModel(f"weights file lists weight '{names[len(found)]}' but has no such dataset")
+        for wname, dataset in found:
             clean = wname.split(":")[0]  # Keras 2 appends `:0`
             # Keras 2 writes `dense/kernel`; Keras 3's legacy writer the full `model/dense/kernel`.
             if clean.startswith(lname + "/"):
@@ -149,5 +147,5 @@ def _legacy(h5s: Any, h5: Any) -> tuple[list[Variable], list[Layer]]:
             else:
                 vpath = f"{lname}/{clean}"
             layer, _, vname = vpath.rpartition("/")
-            variables.append(_variable(h5s, vpath, layer, vname, ds))
+            variables.append(_variable(vpath, layer, vname, dataset))
     return variables, layers
